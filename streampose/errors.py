@@ -1,0 +1,28 @@
+"""Exception types.
+
+:class:`UserError` is a problem with what the user gave us (a path, an
+option, a checkpoint, a stream address). The CLI prints its message as one
+line and exits with code 2, without a traceback, so its message must name the
+problem *and* the fix. Anything else escaping a stage is a bug and is
+reported with its traceback (exit 1).
+"""
+
+
+class UserError(Exception):
+    """Bad input: a one-line message naming the problem and the fix."""
+
+
+class ConfigError(UserError):
+    """A pipeline definition or an option is invalid; the message names the key path."""
+
+
+class CheckpointError(UserError):
+    """A weights file does not fit any known layout, or refuses to load safely."""
+
+
+class SourceError(UserError):
+    """A source cannot be opened or read (missing, corrupt, unreachable)."""
+
+
+class SinkError(UserError):
+    """An output cannot be written."""
