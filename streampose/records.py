@@ -175,6 +175,26 @@ class FramePacket:
 
 
 @dataclass(frozen=True)
+class StreamStart:
+    """In-band start of one source: precedes its first packet through every queue.
+
+    Carries what sinks need before the first frame: frame size (the largest,
+    for folders of mixed sizes), nominal frame rate, frame count when known
+    (None for live sources), whether the source is live, and the path of a
+    media file whose audio a video sink may copy (None when there is none).
+    """
+
+    source_id: int
+    source_name: str
+    width: int
+    height: int
+    fps: float | None
+    frame_count: int | None
+    live: bool
+    audio_path: str | None = None
+
+
+@dataclass(frozen=True)
 class EndOfStream:
     """In-band end of one source: follows its last packet through every queue.
 

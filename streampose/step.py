@@ -19,7 +19,7 @@ import typing
 from typing import Any, Callable, ClassVar
 
 from .errors import ConfigError
-from .records import EndOfStream, Frame
+from .records import EndOfStream, Frame, StreamStart
 
 
 class Step:
@@ -46,6 +46,9 @@ class Step:
     def process(self, frames: list[Frame]) -> list[Frame]:
         """Fill in records for a batch of frames (same order out as in)."""
         raise NotImplementedError
+
+    def start_of_stream(self, event: StreamStart) -> None:
+        """A source starts; arrives before its first frame (sinks open files here)."""
 
     def end_of_stream(self, event: EndOfStream) -> None:
         """A source ended; per-source state (tracks, open files) may be released."""
