@@ -26,3 +26,11 @@ class SourceError(UserError):
 
 class SinkError(UserError):
     """An output cannot be written."""
+
+
+class StopRequested(Exception):
+    """A step asks for a graceful stop of the whole pipeline (e.g. ``q`` in a display window).
+
+    Not a :class:`UserError` and not a failure: the runtime stops the sources,
+    lets the sinks finalize their files and exits with code 0.
+    """
