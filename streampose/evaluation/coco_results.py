@@ -37,7 +37,7 @@ def keypoint_results(image_id: int, poses: Poses, scores: np.ndarray | None = No
     if person_scores.shape != (n,):
         raise ValueError(f"scores must have shape ({n},), got {person_scores.shape}")
     flat = np.concatenate([poses.keypoints.astype(np.float64),
-                           poses.keypoint_scores.astype(np.float64)[:, :, None]], axis=2).reshape(n, -1)
+                           poses.keypoint_scores.astype(np.float64)[:, :, None]], axis=2).reshape(n, 3 * poses.num_keypoints)
     return [
         {"image_id": int(image_id), "category_id": PERSON_CATEGORY_ID,
          "keypoints": [float(v) for v in flat[i]], "score": float(person_scores[i])}
