@@ -1,0 +1,260 @@
+"""Pipeline definitions: loading ``pipelines/*.toml`` strictly, and CLI overrides.
+
+A definition is data (see ``pipelines/passthrough.toml``)::
+
+    description = "..."          # optional
+    step_modules = ["my_steps"]  # optional: modules (dotted names or .py paths)
+                                 # that register extra step types
+    ring_slots = 8               # optional: frame slots per source
+    [[stages]]
+    name = "render"
+    batch_size = 1               # optional, max frames per process() call
+    steps = [ { type = "draw" } ]
+
+Every problem is a :class:`~streampose.errors.ConfigError` whose message
+starts with the key path, e.g. ``stages[1].steps[0].img_size: expected an
+integer, got '640'``. Steps are validated by building them with
+:func:`streampose.step.build_step` (cheap: steps load weights in ``start()``).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import importlib
+import importlib.util
+import sys
+import tomllib
+import types
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+from .paths import PROJECT_ROOT, resolve_path
+from .step import build_step, registered_step_types
+
+PIPELINES_DIR = PROJECT_ROOT / "pipelines"
+
+_TOP_KEYS = {"description", "stages", "step_modules", "ring_slots"}
+_STAGE_KEYS = {"name", "batch_size", "steps"}
+
+
+@dataclass
+class StageConfig:
+    """One stage: a name, the most frames per ``process()`` call, step specs ``{"type": ..., **options}``."""
+
+    name: str
+    steps: list[dict[str, Any]]
+    batch_size: int = 1
+
+
+@dataclass
+class PipelineConfig:
+    """A validated pipeline definition (specs stay plain dicts so they pickle to stage processes)."""
+
+    name: str
+    stages: list[StageConfig]
+    description: str = ""
+    path: Path | None = None
+    step_modules: list[str] = field(default_factory=list)
+    ring_slots: int | None = None
+
+
+def available_pipelines() -> list[str]:
+    """Names of the definitions in ``pipelines/``."""
+    return sorted(p.stem for p in PIPELINES_DIR.glob("*.toml"))
+
+
+def pipeline_path(name_or_path: str | Path) -> Path:
+    """``topdown_hrnet_w32`` → ``pipelines/topdown_hrnet_w32.toml``; a path is taken as a path.
+
+    Raises ConfigError naming the known pipelines when there is no such file.
+    """
+    text = str(name_or_path)
+    if text.endswith(".toml") or "/" in text or "\\" in text:
+        path = resolve_path(text)
+        if not path.is_file():
+            raise ConfigError(f"pipeline file {text!r} not found")
+        return path
+    path = PIPELINES_DIR / f"{text}.toml"
+    if not path.is_file():
+        raise ConfigError(f"unknown pipeline {text!r}; known: {', '.join(available_pipelines()) or 'none'} "
+                          "(or give a path to a .toml file)")
+    return path
+
+
+def load_pipeline(name_or_path: str | Path) -> PipelineConfig:
+    """Read and validate a pipeline by name or path."""
+    path = pipeline_path(name_or_path)
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path.name}: not valid TOML: {e}") from e
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read: {e.strerror}") from e
+    return parse_pipeline(data, name=path.stem, path=path)
+
+
+def parse_pipeline(data: dict[str, Any], name: str = "pipeline", path: Path | None = None) -> PipelineConfig:
+    """Validate a parsed definition; raises ConfigError naming the key path of the first problem."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{name}: expected a table, got {type(data).__name__}")
+    for key in data:
+        if key not in _TOP_KEYS:
+            raise ConfigError(f"{key}: unknown key; allowed: {sorted(_TOP_KEYS)}")
+    description = data.get("description", "")
+    if not isinstance(description, str):
+        raise ConfigError(f"description: expected a string, got {description!r}")
+    step_modules = data.get("step_modules", [])
+    if not isinstance(step_modules, list) or not all(isinstance(m, str) for m in step_modules):
+        raise ConfigError(f"step_modules: expected a list of module names or .py paths, got {step_modules!r}")
+    ring_slots = data.get("ring_slots")
+    if ring_slots is not None and (isinstance(ring_slots, bool) or not isinstance(ring_slots, int)):
+        raise ConfigError(f"ring_slots: expected an integer, got {ring_slots!r}")
+    if ring_slots is not None and ring_slots < 2:
+        raise ConfigError(f"ring_slots: must be at least 2, got {ring_slots}")
+    import_step_modules(step_modules, key_path="step_modules")
+
+    raw_stages = data.get("stages")
+    if raw_stages is None:
+        raise ConfigError("stages: missing; a pipeline needs at least one [[stages]] table")
+    if not isinstance(raw_stages, list) or not raw_stages:
+        raise ConfigError("stages: expected a non-empty array of tables ([[stages]])")
+    stages = []
+    names: set[str] = set()
+    for i, raw in enumerate(raw_stages):
+        stages.append(_parse_stage(raw, f"stages[{i}]", names))
+    config = PipelineConfig(name=name, stages=stages, description=description, path=path,
+                            step_modules=list(step_modules), ring_slots=ring_slots)
+    validate_steps(config)
+    return config
+
+
+def _parse_stage(raw: Any, key_path: str, names: set[str]) -> StageConfig:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{key_path}: expected a table, got {raw!r}")
+    for key in raw:
+        if key not in _STAGE_KEYS:
+            raise ConfigError(f"{key_path}.{key}: unknown key; allowed: {sorted(_STAGE_KEYS)}")
+    name = raw.get("name")
+    if not isinstance(name, str) or not name.strip():
+        raise ConfigError(f"{key_path}.name: expected a non-empty string, got {name!r}")
+    if name.startswith("capture"):
+        raise ConfigError(f"{key_path}.name: {name!r} is reserved for the capture stages")
+    if name in names:
+        raise ConfigError(f"{key_path}.name: stage name {name!r} is used twice")
+    names.add(name)
+    batch_size = raw.get("batch_size", 1)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int):
+        raise ConfigError(f"{key_path}.batch_size: expected an integer, got {batch_size!r}")
+    if batch_size < 1:
+        raise ConfigError(f"{key_path}.batch_size: must be at least 1, got {batch_size}")
+    steps = raw.get("steps")
+    if not isinstance(steps, list) or not steps:
+        raise ConfigError(f"{key_path}.steps: expected a non-empty array of step tables")
+    for j, spec in enumerate(steps):
+        if not isinstance(spec, dict):
+            raise ConfigError(f"{key_path}.steps[{j}]: expected a table like {{ type = \"draw\" }}, got {spec!r}")
+    return StageConfig(name=name, steps=[dict(s) for s in steps], batch_size=batch_size)
+
+
+def validate_steps(config: PipelineConfig) -> None:
+    """Build every step once (not started) so bad types or options fail before anything runs."""
+    for i, stage in enumerate(config.stages):
+        for j, spec in enumerate(stage.steps):
+            build_step(spec, key_path=f"stages[{i}].steps[{j}]")
+
+
+def step_class(spec: dict[str, Any]) -> type | None:
+    """The registered class of a spec, None when its type is unknown."""
+    return registered_step_types().get(spec.get("type", ""))
+
+
+def apply_overrides(config: PipelineConfig, *, device: str | None = None, det_model: str | None = None,
+                    pose_model: str | None = None, img_size: int | None = None) -> PipelineConfig:
+    """A copy of ``config`` with CLI shortcuts applied and re-validated.
+
+    device: set on every step with a ``device`` option; det_model / img_size:
+    ``weights`` / ``img_size`` of every ``role == "detector"`` step;
+    pose_model: ``weights`` of every ``role == "pose"`` step. Raises
+    ConfigError when the pipeline has no step the option applies to.
+    """
+    config = replace(config, stages=[replace(s, steps=copy.deepcopy(s.steps)) for s in config.stages])
+    wanted = {("detector", "weights", "--det-model"): det_model,
+              ("detector", "img_size", "--img-size"): img_size,
+              ("pose", "weights", "--pose-model"): pose_model}
+    for (role, option, flag), value in wanted.items():
+        if value is None:
+            continue
+        hits = 0
+        for stage in config.stages:
+            for spec in stage.steps:
+                cls = step_class(spec)
+                if cls is not None and cls.role == role:
+                    spec[option] = value
+                    hits += 1
+        if not hits:
+            raise ConfigError(f"{flag}: pipeline {config.name!r} has no {role} step; "
+                              f"pick a pipeline with one (see pipelines/)")
+    if device is not None:
+        for stage in config.stages:
+            for spec in stage.steps:
+                cls = step_class(spec)
+                if cls is not None and "device" in {f.name for f in dataclasses.fields(cls.Options)}:
+                    spec["device"] = device
+    validate_steps(config)
+    return config
+
+
+def import_step_modules(modules: list[str], key_path: str = "step_modules") -> None:
+    """Import modules that register extra step types: dotted names, or paths to .py files.
+
+    A path (relative ones resolve against the project root) is loaded under a
+    stable module name derived from its absolute path, so the parent and every
+    stage process import it exactly once under the same name.
+    """
+    for i, module in enumerate(modules):
+        import_module_ref(module, f"{key_path}[{i}]")
+
+
+def import_module_ref(module: str, key_path: str) -> types.ModuleType:
+    """Import a dotted module name or a ``.py`` path (see :func:`import_step_modules`)."""
+    if not (module.endswith(".py") or "/" in module):
+        try:
+            return importlib.import_module(module)
+        except ModuleNotFoundError as e:
+            raise ConfigError(f"{key_path}: cannot import {module!r}: {e}") from e
+    path = resolve_path(module)
+    if not path.is_file():
+        raise ConfigError(f"{key_path}: file {module!r} not found")
+    path = path.resolve()
+    digest = hashlib.sha1(str(path).encode()).hexdigest()[:8]
+    mod_name = f"streampose_ext_{path.stem}_{digest}"
+    if mod_name in sys.modules:
+        return sys.modules[mod_name]
+    spec = importlib.util.spec_from_file_location(mod_name, path)
+    if spec is None or spec.loader is None:
+        raise ConfigError(f"{key_path}: cannot import {module!r}")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[mod_name] = mod
+    try:
+        spec.loader.exec_module(mod)
+    except BaseException:
+        del sys.modules[mod_name]
+        raise
+    return mod
+
+
+def resolve_callable(ref: str, key_path: str = "callable") -> Any:
+    """``"package.module:function"`` or ``"path/to/file.py:function"`` → the function."""
+    module, sep, attr = ref.rpartition(":")
+    if not sep or not module or not attr:
+        raise ConfigError(f"{key_path}: expected 'module:function', got {ref!r}")
+    mod = import_module_ref(module, key_path)
+    try:
+        return getattr(mod, attr)
+    except AttributeError as e:
+        raise ConfigError(f"{key_path}: {module!r} has no {attr!r}") from e

@@ -1,0 +1,88 @@
+"""Running a pipeline: sources → stages of steps → sinks.
+
+:func:`run_pipeline` is the one entry point; it runs the stages as separate
+processes joined by shared-memory frame rings (the default) or all in this
+process (``inline=True``). Both use the same :class:`StageRunner` logic, so a
+pipeline that works inline and fails with processes points at the runtime.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import Any
+
+from ..config import PipelineConfig, import_step_modules, resolve_callable
+from ..step import build_step
+from .outcome import EXIT_OK, EXIT_SIGINT, EXIT_SIGTERM, EXIT_STAGE_FAILED, EXIT_USER_ERROR, RunResult, StageFailed
+from .progress import ProgressBar
+from .signals import StopSignals
+from .stats import RunStats, StageStats
+
+__all__ = ["run_pipeline", "RunResult", "RunStats", "StageStats", "StageFailed", "DEFAULT_OPENER",
+           "EXIT_OK", "EXIT_STAGE_FAILED", "EXIT_USER_ERROR", "EXIT_SIGINT", "EXIT_SIGTERM"]
+
+log = logging.getLogger(__name__)
+
+#: the function that opens a ``--source`` string: ``(spec, source_id, options) -> Source``.
+DEFAULT_OPENER = "streampose.io.sources:open_source"
+
+
+def run_pipeline(pipeline: PipelineConfig, sources: list[str], sinks: list[dict[str, Any]] | None = None, *,
+                 inline: bool = False, max_frames: int | None = None, source_options: Any = None,
+                 opener: str = DEFAULT_OPENER, progress: bool | None = None,
+                 handle_signals: bool = True) -> RunResult:
+    """Run ``pipeline`` over ``sources`` (``--source`` strings) into ``sinks`` (step specs).
+
+    Sinks are appended to the last stage. Every source is opened here first, so
+    a bad source fails with its one-line SourceError before any process starts;
+    the process runtime then reopens each in its capture process.
+    max_frames: per source. progress: draw a progress bar on stderr (None: when
+    it is a terminal and the frame count is known). handle_signals: turn
+    SIGINT/SIGTERM into a graceful stop (main thread only).
+
+    Returns a RunResult (its ``exit_code`` says 0 / 130 / 143, or 2 when a
+    source failed during the run). Raises UserError for bad input (exit 2),
+    StageFailed when a stage raised or died (exit 1).
+    """
+    if not sources:
+        raise ValueError("at least one source is needed")
+    if max_frames is not None and max_frames < 1:
+        raise ValueError(f"max_frames must be >= 1, got {max_frames}")
+    sinks = list(sinks or [])
+    for k, spec in enumerate(sinks):
+        build_step(spec, key_path=f"outputs[{k}]")
+    stage_specs = [list(stage.steps) for stage in pipeline.stages]
+    stage_specs[-1] = stage_specs[-1] + sinks
+    import_step_modules(pipeline.step_modules)
+    open_source = resolve_callable(opener, "source opener")
+
+    with StopSignals(handle_signals) as signals:
+        opened = []
+        try:
+            for i, spec in enumerate(sources):
+                opened.append(open_source(spec, i, source_options))
+        except BaseException:
+            for src in opened:
+                src.close()
+            raise
+        starts = []
+        for i, src in enumerate(opened):
+            start = src.start_event
+            if start.source_id != i:
+                start = dataclasses.replace(start, source_id=i)
+            starts.append(start)
+        total = None
+        if all(not s.live and s.frame_count for s in starts):
+            total = sum(min(s.frame_count, max_frames or s.frame_count) for s in starts)
+        bar = ProgressBar(total, enabled=progress) if progress is not False else None
+        if inline:
+            from .inline_runner import run_inline
+
+            return run_inline(pipeline, stage_specs, opened, starts, max_frames, bar, signals)
+        for src in opened:
+            src.close()
+        from .process_runner import run_processes
+
+        return run_processes(pipeline, stage_specs, starts, list(sources), opener, source_options,
+                             max_frames, bar, signals)

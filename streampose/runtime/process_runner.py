@@ -1,0 +1,253 @@
+"""The multiprocess runtime: one process per source (capture) and per stage.
+
+Topology: capture[i] → stage 0 → stage 1 → … → last stage (steps + sinks).
+Every capture feeds the first stage's queue; each source has its own ring,
+so a blocked offline source never holds slots a live source needs.
+
+The parent only coordinates: it creates rings and queues, starts the
+children (spawn), unlinks the rings once every child has attached, then
+watches the children's sentinels and the control queue. On a failure it
+aborts everyone and, after a short grace period, kills what is left; on
+SIGINT/SIGTERM or a step's StopRequested it asks the captures to end their
+sources so the end of stream flows through and the sinks finalize.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+import multiprocessing.connection
+import queue
+import signal
+import time
+from typing import Any
+
+from .. import errors as errors_module
+from ..config import PipelineConfig
+from ..errors import UserError
+from ..records import StreamStart
+from .outcome import RunResult, StageFailed
+from .progress import ProgressBar
+from .ring import FrameRing
+from .signals import StopSignals
+from .stats import RunStats, StageStats
+from .worker import CaptureConfig, Control, StageConfig, child_main
+
+log = logging.getLogger(__name__)
+
+#: after an abort, children get this long to close their steps before being killed.
+ABORT_GRACE_S = 0.8
+#: after a graceful stop request, the sources' ends get this long to flow through.
+DRAIN_TIMEOUT_S = 20.0
+
+
+def default_ring_slots(pipeline: PipelineConfig) -> int:
+    """Slots per source: enough for every stage to hold a batch while the next one is queued."""
+    return pipeline.ring_slots or 4 + 2 * sum(s.batch_size for s in pipeline.stages)
+
+
+class _Child:
+    def __init__(self, name: str, process: Any) -> None:
+        self.name = name
+        self.process = process
+        self.ready = False
+        self.started = name.startswith("capture")  # captures have no steps to start
+        self.reported = False  # sent an error / user_error before exiting
+        self.exit_seen = False
+
+
+def run_processes(pipeline: PipelineConfig, stage_specs: list[list[dict]], starts: list[StreamStart],
+                  source_specs: list[str], opener: str, source_options: Any,
+                  max_frames: int | None, progress: ProgressBar | None,
+                  signals: StopSignals) -> RunResult:
+    """Run the pipeline over already-probed sources; see :func:`streampose.runtime.run_pipeline`."""
+    ctx = mp.get_context("spawn")
+    t_start = time.monotonic()
+    control = Control(ctx.Queue(), ctx.Event(), ctx.Event(), ctx.Event(),
+                      logging.getLogger().getEffectiveLevel())
+    n_sources = len(starts)
+    n_slots = default_ring_slots(pipeline)
+    rings: list[FrameRing] = []
+    children: list[_Child] = []
+    stats = RunStats()
+    result = RunResult(stats)
+    failure: BaseException | None = None
+    try:
+        for start in starts:
+            slot_shape = (max(1, start.height), max(1, start.width), 3)
+            rings.append(FrameRing.create(n_slots, slot_shape, free=ctx.Queue()))
+        ring_specs = {i: ring.spec for i, ring in enumerate(rings)}
+        maxsize = n_slots * n_sources + 2 * n_sources + 8  # never reached: slots bound the packets
+        queues = [ctx.Queue(maxsize) for _ in pipeline.stages]
+        for i, stage in enumerate(pipeline.stages):
+            cfg = StageConfig(stage.name, i, stage_specs[i], stage.batch_size, n_sources, ring_specs,
+                              queues[i], queues[i + 1] if i + 1 < len(queues) else None,
+                              pipeline.step_modules)
+            children.append(_Child(stage.name, ctx.Process(target=child_main, args=("stage", cfg, control),
+                                                            name=f"streampose {stage.name}", daemon=False)))
+        for i, (start, spec) in enumerate(zip(starts, source_specs)):
+            name = f"capture[{i}]"
+            cfg = CaptureConfig(name, i, spec, opener, source_options, start, ring_specs[i], queues[0],
+                                max_frames, pipeline.step_modules)
+            children.append(_Child(name, ctx.Process(target=child_main, args=("capture", cfg, control),
+                                                     name=f"streampose {name}", daemon=False)))
+        for child in children:
+            child.process.start()
+            log.debug("started %s (pid %d)", child.name, child.process.pid)
+        failure = _supervise(children, control, rings, stats, result, progress, signals)
+    except BaseException as e:  # noqa: BLE001 - e.g. KeyboardInterrupt before handlers; abort below
+        failure = e
+    finally:
+        if failure is not None or any(c.process.exitcode is None for c in children if c.process.pid):
+            _abort(children, control, stats, result, progress)
+        for ring in rings:
+            ring.unlink()
+            ring.close()
+        if progress is not None:
+            progress.close()
+        order = {c.name: i for i, c in enumerate(sorted(children, key=lambda c: not c.name.startswith("capture")))}
+        stats.stages.sort(key=lambda s: order.get(s.name, len(order)))
+        stats.wall_s = time.monotonic() - t_start
+    if failure is not None:
+        raise failure
+    return result
+
+
+def _supervise(children: list[_Child], control: Control, rings: list[FrameRing], stats: RunStats,
+               result: RunResult, progress: ProgressBar | None, signals: StopSignals) -> BaseException | None:
+    """Watch the run until every child exited; returns the failure to raise, if any."""
+    unlinked = False
+    stop_deadline: float | None = None
+    stop_reason: str | None = None
+    while True:
+        sentinels = [c.process.sentinel for c in children if not c.exit_seen]
+        if sentinels:
+            mp.connection.wait(sentinels, timeout=0.1)
+        failure = _read_messages(children, control, stats, result, progress)
+        if failure is not None:
+            return failure
+        if not unlinked and all(c.ready for c in children):
+            for ring in rings:
+                ring.unlink()  # every process has it mapped: from now on nothing can leak
+            unlinked = True
+            log.debug("all %d processes attached; rings unlinked", len(children))
+        if not control.go.is_set() and all(c.started for c in children):
+            control.go.set()
+            log.debug("every stage started its steps; sources open now")
+        # Graceful stop: a signal, or a step asked (StopRequested).
+        wanted = signals.reason or ("stop_requested" if result.reason == "stop_requested" else None)
+        if wanted and stop_deadline is None:
+            stop_reason = wanted
+            control.stop.set()
+            stop_deadline = time.monotonic() + DRAIN_TIMEOUT_S
+            log.info("stopping: ending the sources and finalizing the outputs (again to stop at once)")
+        if stop_reason is not None:
+            result.reason = signals.reason or stop_reason
+        if signals.count >= 2:
+            log.warning("second signal: stopping at once")
+            return None
+        if stop_deadline is not None and time.monotonic() > stop_deadline:
+            log.warning("the pipeline did not drain within %.0f s; stopping at once", DRAIN_TIMEOUT_S)
+            return None
+        for child in children:
+            code = child.process.exitcode
+            if code is None or child.exit_seen:
+                continue
+            child.exit_seen = True
+            if code == 0:
+                continue
+            # Its last message may still be in the pipe: read it before concluding.
+            failure = _read_messages(children, control, stats, result, progress)
+            if failure is not None:
+                return failure
+            if not child.reported:
+                return StageFailed(child.name, _death(child, code))
+        if all(c.exit_seen for c in children):
+            _read_messages(children, control, stats, result, progress)
+            return None
+
+
+def _death(child: _Child, code: int) -> str:
+    if code < 0:
+        try:
+            how = f"killed by signal {signal.Signals(-code).name}"
+        except ValueError:
+            how = f"killed by signal {-code}"
+    else:
+        how = f"exited with code {code}"
+    return f"process {child.process.pid} {how} without reporting an error"
+
+
+def _read_messages(children: list[_Child], control: Control, stats: RunStats, result: RunResult,
+                   progress: ProgressBar | None) -> BaseException | None:
+    """Handle every waiting control message; returns the first failure reported."""
+    by_name = {c.name: c for c in children}
+    failure: BaseException | None = None
+    while True:
+        try:
+            message = control.ctrl.get_nowait()
+        except queue.Empty:
+            return failure
+        except (EOFError, OSError):
+            return failure
+        kind, name = message[0], message[1]
+        child = by_name.get(name)
+        if kind == "log":
+            record = message[2]
+            logging.getLogger(record.name).handle(record)
+        elif kind == "ready":
+            if child is not None:
+                child.ready = True
+        elif kind == "started":
+            if child is not None:
+                child.started = True
+        elif kind == "progress":
+            if progress is not None:
+                progress.update(message[2])
+        elif kind == "stats":
+            _merge_stats(stats, message[2])
+        elif kind == "source_error":
+            result.source_errors.append(message[2])
+        elif kind == "stop_requested":
+            if result.reason == "completed":
+                result.reason = "stop_requested"
+        elif kind in ("error", "user_error"):
+            if child is not None:
+                child.reported = True
+            if failure is None and not control.abort.is_set():
+                if kind == "error":
+                    failure = StageFailed(name, message[2])
+                else:
+                    cls = getattr(errors_module, message[2], UserError)
+                    if not (isinstance(cls, type) and issubclass(cls, UserError)):
+                        cls = UserError
+                    failure = cls(message[3])
+
+
+def _merge_stats(stats: RunStats, payload: dict) -> None:
+    stage: StageStats = payload["stage"]
+    stats.stages = [s for s in stats.stages if s.name != stage.name] + [stage]
+    if "latency" in payload:
+        stats.latency.merge(payload["latency"])
+        stats.frames_done.update(payload["frames_done"])
+        stats.first_capture = payload["first_capture"]
+        stats.last_done = payload["last_done"]
+
+
+def _abort(children: list[_Child], control: Control, stats: RunStats, result: RunResult,
+           progress: ProgressBar | None) -> None:
+    """Stop every child now: ask, wait a short grace period, then kill what is left."""
+    control.abort.set()
+    deadline = time.monotonic() + ABORT_GRACE_S
+    alive = [c for c in children if c.process.pid is not None]
+    while time.monotonic() < deadline and any(c.process.exitcode is None for c in alive):
+        mp.connection.wait([c.process.sentinel for c in alive if c.process.exitcode is None],
+                           timeout=0.05)
+        _read_messages(children, control, stats, result, progress)  # lets children flush and exit
+    for child in alive:
+        if child.process.exitcode is None:
+            log.debug("killing %s (pid %d)", child.name, child.process.pid)
+            child.process.kill()
+    for child in alive:
+        child.process.join(timeout=2.0)
+    _read_messages(children, control, stats, result, progress)

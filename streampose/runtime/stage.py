@@ -1,0 +1,167 @@
+"""One stage's logic: an ordered list of steps applied to in-band events.
+
+:class:`StageRunner` knows nothing about processes. The process runtime feeds
+it what arrives on a stage's input queue; the inline runner feeds it directly.
+It applies the live policy to the backlog it is given, batches packets up to
+``batch_size`` (a batch never spans an event), calls the steps, times them,
+and returns what must go to the next stage, in order.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Callable
+
+import numpy as np
+
+from ..errors import StopRequested
+from ..records import EndOfStream, Frame, FramePacket, StreamStart
+from ..step import Step
+from .edges import drop_stale
+from .stats import LatencyHistogram, StageStats
+
+log = logging.getLogger(__name__)
+
+
+class StageRunner:
+    """Runs ``steps`` over a stream of StreamStart / FramePacket / EndOfStream.
+
+    pixels(packet) -> the frame's (H, W, 3) uint8 image (a ring view or an
+    in-process array); release(packet) gives its pixels back (called for
+    dropped packets, and after processing when ``is_last``). on_stop_request()
+    is called once when a step raises StopRequested. ``done`` turns true once
+    the end of every one of ``num_sources`` sources went through.
+    """
+
+    def __init__(self, name: str, steps: list[Step], batch_size: int, num_sources: int,
+                 pixels: Callable[[FramePacket], np.ndarray],
+                 release: Callable[[FramePacket], None], is_last: bool,
+                 on_stop_request: Callable[[], None] | None = None) -> None:
+        self.name = name
+        self.steps = steps
+        self.batch_size = max(1, batch_size)
+        self.num_sources = num_sources
+        self.pixels = pixels
+        self.release = release
+        self.is_last = is_last
+        self.on_stop_request = on_stop_request
+        self.stats = StageStats(name, busy_s={s.type_name or type(s).__name__: 0.0 for s in steps})
+        self.latency = LatencyHistogram()
+        self.frames_done: dict[int, int] = {}
+        self.source_names: dict[int, str] = {}
+        self.first_capture: float | None = None
+        self.last_done: float | None = None
+        self.live_sources: set[int] = set()
+        self.ended_sources: set[int] = set()
+        self.stop_requested = False
+        self.current_step = ""
+        self._started: list[Step] = []
+
+    @property
+    def done(self) -> bool:
+        return len(self.ended_sources) >= self.num_sources
+
+    def start(self) -> None:
+        """Start every step in order (in the process that runs them)."""
+        for step in self.steps:
+            self.current_step = self._step_name(step)
+            step.start()
+            self._started.append(step)
+        self.current_step = ""
+
+    def handle(self, items: list[Any]) -> list[Any]:
+        """Process a backlog of events and packets; return what goes downstream, in order."""
+        self.stats.frames_in += sum(1 for item in items if isinstance(item, FramePacket))
+        items, dropped = drop_stale(items, self.live_sources)
+        for packet in dropped:
+            self.release(packet)
+        self.stats.dropped += len(dropped)
+        out: list[Any] = []
+        batch: list[FramePacket] = []
+        for item in items:
+            if isinstance(item, FramePacket):
+                batch.append(item)
+                if len(batch) >= self.batch_size:
+                    out.extend(self._process(batch))
+                    batch = []
+                continue
+            if batch:
+                out.extend(self._process(batch))
+                batch = []
+            if isinstance(item, StreamStart):
+                self.source_names[item.source_id] = item.source_name
+                self.frames_done.setdefault(item.source_id, 0)
+                if item.live:
+                    self.live_sources.add(item.source_id)
+                for step in self.steps:
+                    self.current_step = self._step_name(step)
+                    step.start_of_stream(item)
+            elif isinstance(item, EndOfStream):
+                for step in self.steps:
+                    self.current_step = self._step_name(step)
+                    step.end_of_stream(item)
+                self.ended_sources.add(item.source_id)
+                self.live_sources.discard(item.source_id)
+            else:
+                raise TypeError(f"stage {self.name!r} got an unexpected {type(item).__name__}")
+            self.current_step = ""
+            out.append(item)
+        if batch:
+            out.extend(self._process(batch))
+        return out
+
+    def _process(self, packets: list[FramePacket]) -> list[FramePacket]:
+        frames = [Frame(p, self.pixels(p)) for p in packets]
+        n = len(frames)
+        for step in self.steps:
+            name = self._step_name(step)
+            self.current_step = name
+            t0 = time.perf_counter()
+            try:
+                result = step.process(frames)
+            except StopRequested:
+                result = frames
+                if not self.stop_requested:
+                    self.stop_requested = True
+                    log.info("stage %r: step %r asked to stop", self.name, name)
+                    if self.on_stop_request is not None:
+                        self.on_stop_request()
+            dt = time.perf_counter() - t0
+            if not isinstance(result, list) or len(result) != n:
+                got = len(result) if isinstance(result, list) else type(result).__name__
+                raise RuntimeError(f"step {name!r} returned {got} frames for a batch of {n}; "
+                                   "process() must return every frame it was given, in order")
+            frames = result
+            self.stats.busy_s[name] = self.stats.busy_s.get(name, 0.0) + dt
+            for frame in frames:
+                frame.packet.timings[name] = frame.packet.timings.get(name, 0.0) + dt / n
+        self.current_step = ""
+        self.stats.frames_out += n
+        packets = [f.packet for f in frames]
+        if not self.is_last:
+            return packets
+        now = time.monotonic()
+        for p in packets:
+            self.latency.add(1000.0 * (now - p.capture_time))
+            self.frames_done[p.source_id] = self.frames_done.get(p.source_id, 0) + 1
+            if self.first_capture is None or p.capture_time < self.first_capture:
+                self.first_capture = p.capture_time
+            self.release(p)
+        self.last_done = now
+        return []
+
+    def close(self) -> list[tuple[str, BaseException]]:
+        """Close every started step (each even if another fails); returns (step, error) pairs."""
+        errors = []
+        for step in self._started:
+            try:
+                step.close()
+            except Exception as e:  # noqa: BLE001 - reported by the caller, others still close
+                errors.append((self._step_name(step), e))
+        self._started = []
+        return errors
+
+    @staticmethod
+    def _step_name(step: Step) -> str:
+        return step.type_name or type(step).__name__

@@ -1,0 +1,182 @@
+"""Test-only steps and a generated source, loaded by path in test pipelines.
+
+Pipelines in tests name this file in ``step_modules`` (and the runtime's
+``opener``), so spawned stage processes import it exactly as the parent does.
+
+Generated source spec: ``gen?n=20&w=64&h=48`` with optional ``fps=30``
+(pace frames in real time), ``live=1`` (announce a live source), ``mixed=1``
+(every odd frame is half size), ``fail_at=K`` (SourceError at frame K).
+Each frame carries its index: pixel (0, 0) holds ``(index // 256, index % 256, 7)``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import zlib
+from dataclasses import dataclass
+from typing import Iterator
+from urllib.parse import parse_qs, urlsplit
+
+import numpy as np
+
+from streampose.errors import SinkError, SourceError, StopRequested
+from streampose.records import EndOfStream, Frame, StreamStart
+from streampose.step import Step, register_step
+
+THIS_FILE = os.path.abspath(__file__)
+OPENER = f"{THIS_FILE}:open_test_source"
+
+
+def frame_tag(image: np.ndarray) -> int:
+    """The index a generated frame carries."""
+    return int(image[0, 0, 0]) * 256 + int(image[0, 0, 1])
+
+
+class GeneratedSource:
+    """A deterministic in-memory source following the I/O layer's Source contract."""
+
+    def __init__(self, spec: str, source_id: int) -> None:
+        query = {k: v[-1] for k, v in parse_qs(urlsplit(spec).query).items()}
+        self.n = int(query.get("n", 10))
+        self.w, self.h = int(query.get("w", 64)), int(query.get("h", 48))
+        self.fps = float(query["fps"]) if "fps" in query else None
+        self.live = query.get("live") == "1"
+        self.mixed = query.get("mixed") == "1"
+        self.fail_at = int(query["fail_at"]) if "fail_at" in query else None
+        self.stats = {"generated": 0}
+        self.start_event = StreamStart(source_id, spec, self.w, self.h, self.fps or 25.0,
+                                       None if self.live else self.n, self.live)
+
+    def frames(self) -> Iterator[tuple[np.ndarray, float | None]]:
+        t0 = time.monotonic()
+        for i in range(self.n):
+            if self.fail_at is not None and i == self.fail_at:
+                raise SourceError(f"generated source failed at frame {i}")
+            if self.fps:
+                delay = t0 + i / self.fps - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+            h, w = (self.h // 2, self.w // 2) if self.mixed and i % 2 else (self.h, self.w)
+            image = np.full((h, w, 3), (i * 37) % 256, np.uint8)
+            image[0, 0] = (i // 256, i % 256, 7)
+            self.stats["generated"] += 1
+            yield image, i / (self.fps or 25.0)
+
+    def close(self) -> None:
+        pass
+
+
+def open_test_source(spec: str, source_id: int, options: object = None) -> GeneratedSource:
+    if not spec.startswith("gen"):
+        raise SourceError(f"unknown test source {spec!r}")
+    return GeneratedSource(spec, source_id)
+
+
+@register_step("test_record")
+class RecordStep(Step):
+    """Appends one JSON line per event / frame to ``path`` (flushed at once)."""
+
+    @dataclass
+    class Options:
+        path: str
+        checksum: bool = False
+
+    def __init__(self, options: "RecordStep.Options") -> None:
+        self.options = options
+        self._file = None
+
+    def start(self) -> None:
+        self._file = open(self.options.path, "a", encoding="utf-8")
+        self._write({"event": "started", "pid": os.getpid()})
+
+    def _write(self, obj: dict) -> None:
+        self._file.write(json.dumps(obj) + "\n")
+        self._file.flush()
+
+    def start_of_stream(self, event: StreamStart) -> None:
+        self._write({"event": "start", "source": event.source_id, "live": event.live,
+                     "width": event.width, "height": event.height})
+
+    def process(self, frames: list[Frame]) -> list[Frame]:
+        for f in frames:
+            p = f.packet
+            row = {"event": "frame", "source": p.source_id, "index": p.index, "tag": frame_tag(f.image),
+                   "shape": list(f.image.shape), "slot": p.slot, "batch": len(frames)}
+            if self.options.checksum:
+                row["crc"] = zlib.crc32(np.ascontiguousarray(f.image).data)
+            self._write(row)
+        return frames
+
+    def end_of_stream(self, event: EndOfStream) -> None:
+        self._write({"event": "end", "source": event.source_id, "frames_sent": event.frames_sent,
+                     "error": event.error})
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._write({"event": "closed"})
+            self._file.close()
+            self._file = None
+
+
+@register_step("test_raise")
+class RaiseStep(Step):
+    """Raises RuntimeError at frame ``at_index`` (or in start() when ``in_start``)."""
+
+    @dataclass
+    class Options:
+        at_index: int = 0
+        in_start: bool = False
+        user_error: bool = False
+
+    def __init__(self, options: "RaiseStep.Options") -> None:
+        self.options = options
+
+    def _fail(self, where: str) -> None:
+        if self.options.user_error:
+            raise SinkError(f"test sink cannot write ({where})")
+        raise RuntimeError(f"boom from test_raise {where}")
+
+    def start(self) -> None:
+        if self.options.in_start:
+            self._fail("in start")
+
+    def process(self, frames: list[Frame]) -> list[Frame]:
+        for f in frames:
+            if f.packet.index >= self.options.at_index:
+                self._fail(f"at frame {f.packet.index}")
+        return frames
+
+
+@register_step("test_sleep")
+class SleepStep(Step):
+    """A slow consumer: sleeps ``seconds`` per call."""
+
+    @dataclass
+    class Options:
+        seconds: float = 0.05
+
+    def __init__(self, options: "SleepStep.Options") -> None:
+        self.options = options
+
+    def process(self, frames: list[Frame]) -> list[Frame]:
+        time.sleep(self.options.seconds)
+        return frames
+
+
+@register_step("test_stop")
+class StopStep(Step):
+    """Asks for a graceful stop at frame ``at_index`` (like the display's q key)."""
+
+    @dataclass
+    class Options:
+        at_index: int = 0
+
+    def __init__(self, options: "StopStep.Options") -> None:
+        self.options = options
+
+    def process(self, frames: list[Frame]) -> list[Frame]:
+        if any(f.packet.index >= self.options.at_index for f in frames):
+            raise StopRequested()
+        return frames
