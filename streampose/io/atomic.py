@@ -44,3 +44,58 @@ def check_writable_dir(folder: Path, what: str) -> None:
     except OSError as e:
         raise SinkError(f"cannot write {what}: folder {str(folder)!r} is not writable ({e.strerror}); "
                         "choose another path") from e
+
+
+class AtomicTextFile:
+    """A text file written under its partial name, published by :meth:`finish`, deleted by :meth:`abort`.
+
+    Every :meth:`write` is flushed to the operating system at once, so the
+    partial file grows as the run goes and memory stays bounded. After
+    ``finish``, :meth:`reopen` moves the file back to its partial name to
+    append more (a source that starts after the others ended).
+    """
+
+    def __init__(self, path: Path, what: str) -> None:
+        self.path = path
+        self.partial = partial_path(path)
+        self.what = what
+        self.file = self._open("w")
+
+    def _open(self, mode: str):
+        try:
+            return open(self.partial, mode, encoding="utf-8", newline="")
+        except OSError as e:
+            raise SinkError(f"cannot create {self.what} {str(self.path)!r} ({e.strerror}); "
+                            "check the folder is writable") from e
+
+    @property
+    def is_open(self) -> bool:
+        return self.file is not None
+
+    def write(self, text: str) -> None:
+        self.file.write(text)
+        self.file.flush()
+
+    def sync(self) -> None:
+        """Flush to the disk (a source ended: what it produced survives a crash)."""
+        if self.file is not None:
+            self.file.flush()
+            os.fsync(self.file.fileno())
+
+    def finish(self) -> None:
+        if self.file is None:
+            return
+        file, self.file = self.file, None
+        file.close()
+        publish(self.partial, self.path)
+
+    def reopen(self) -> None:
+        if self.file is None:
+            os.replace(self.path, self.partial)
+            self.file = self._open("a")
+
+    def abort(self) -> None:
+        if self.file is not None:
+            file, self.file = self.file, None
+            file.close()
+        discard(self.partial)
