@@ -129,11 +129,15 @@ class RaiseStep(Step):
         at_index: int = 0
         in_start: bool = False
         user_error: bool = False
+        stamp: str = ""  # file that receives time.monotonic() just before raising
 
     def __init__(self, options: "RaiseStep.Options") -> None:
         self.options = options
 
     def _fail(self, where: str) -> None:
+        if self.options.stamp:
+            with open(self.options.stamp, "w") as f:
+                f.write(repr(time.monotonic()))
         if self.options.user_error:
             raise SinkError(f"test sink cannot write ({where})")
         raise RuntimeError(f"boom from test_raise {where}")
