@@ -114,7 +114,8 @@ class VideoFileSource(Source):
             frame = self._next_frame()
         expected, decoded = self._start_event.frame_count, self._stats["frames_decoded"]
         # Containers may count a frame or two the decoder never outputs; more missing means truncation.
-        if expected and expected - decoded > max(2, expected // 100):
+        missing = expected - decoded - self._stats["decode_errors"] if expected else 0
+        if missing > max(2, expected // 100):
             raise SourceError(f"video {self._spec!r} is truncated: decoded {decoded} of its {expected} frames; "
                               "re-download or re-encode it")
 
