@@ -1,0 +1,563 @@
+"""Loading torch checkpoint files without executing anything they contain.
+
+A YOLOv5 ``.pt`` file is a pickle of whole Python objects (the yolov5 ``Model``
+and its ``nn.Module`` children). Unpickling it normally imports and calls
+whatever globals the file names, so a crafted file runs arbitrary code. Here
+the file is read with our own :class:`RestrictedUnpickler`:
+
+- every global the pickle names is looked up in an explicit allow-list
+  (:data:`ALLOWED_GLOBALS`); nothing is ever imported, and a name not on the
+  list stops the load with a one-line :class:`CheckpointError` naming it;
+- the allowed tensor rebuild functions are our own re-implementations that
+  validate their arguments (storage bounds, integer shapes), not torch's;
+- yolov5 and ``torch.nn`` module classes map to inert placeholders
+  (:class:`PickledObject` subclasses) that only record the state the pickle
+  gives them; they have no behaviour;
+- storages are read by our ``persistent_load`` from the file itself: the zip
+  format (torch >= 1.6, ``<archive>/data.pkl`` + ``<archive>/data/<key>``) and
+  the legacy stream format (magic number, protocol, sys info, object pickle,
+  storage keys, raw storages).
+
+``torch.load`` is not used at all, so no torch code path can import or call
+anything outside the allow-list.
+
+Facts about the two on-disk formats are from ``torch/serialization.py``
+(PyTorch, BSD-3-Clause); this module is written independently.
+"""
+
+from __future__ import annotations
+
+import collections
+import io
+import pickle
+import struct
+import zipfile
+from pathlib import Path
+from typing import Any, Callable
+
+from ...errors import CheckpointError
+
+_LEGACY_MAGIC_NUMBER = 0x1950A86A20F9469CFC6C
+_LEGACY_PROTOCOL_VERSION = 1001
+
+_NOT_PLAIN = ("this file is not a plain YOLOv5 checkpoint (only tensors, containers and yolov5/torch.nn "
+              "module classes are allowed); nothing from it was executed. Use the original .pt file from "
+              "the model's release page")
+
+
+# --------------------------------------------------------------------------------------------
+# Inert placeholders for pickled objects
+# --------------------------------------------------------------------------------------------
+
+
+class _FrozenClass(type):
+    """Metaclass that keeps a malicious BUILD from rewriting placeholder classes."""
+
+    def __setattr__(cls, name: str, value: Any) -> None:
+        raise CheckpointError(f"checkpoint tried to set {name!r} on class {cls.__name__}; {_NOT_PLAIN}")
+
+    def __delattr__(cls, name: str) -> None:
+        raise CheckpointError(f"checkpoint tried to delete {name!r} on class {cls.__name__}; {_NOT_PLAIN}")
+
+
+class PickledObject(metaclass=_FrozenClass):
+    """An object of an allowed pickled class, reduced to the data the pickle gave it.
+
+    ``pickled_name`` is the class's ``module.Name`` in the file; ``args`` are
+    the constructor arguments the pickle passed (usually none); ``state`` is
+    the ``__dict__`` (for ``nn.Module``: ``_parameters``, ``_buffers``,
+    ``_modules``, plain attributes such as ``yaml`` or ``stride``).
+    """
+
+    pickled_name: str = ""
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> "PickledObject":
+        self = object.__new__(cls)
+        object.__setattr__(self, "args", args)
+        object.__setattr__(self, "state", {})
+        return self
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # Pickle BUILD with "slot state" calls setattr; keep it in ``state``.
+        if not isinstance(name, str):
+            raise CheckpointError(f"bad attribute name in pickled {self.pickled_name}; {_NOT_PLAIN}")
+        self.state[name] = value
+
+    def __setstate__(self, state: Any) -> None:
+        if not isinstance(self, PickledObject):
+            raise CheckpointError(f"checkpoint applied object state to a class; {_NOT_PLAIN}")
+        slots = None
+        if isinstance(state, tuple) and len(state) == 2:
+            state, slots = state
+        for part in (state, slots):
+            if part is None:
+                continue
+            if not isinstance(part, dict) or not all(isinstance(k, str) for k in part):
+                raise CheckpointError(f"pickled {self.pickled_name} has a non-dict state; {_NOT_PLAIN}")
+            self.state.update(part)
+
+    def get(self, name: str, default: Any = None) -> Any:
+        """An attribute recorded from the pickle, or ``default``."""
+        return self.state.get(name, default)
+
+    @property
+    def class_name(self) -> str:
+        """The bare class name, e.g. ``"Conv"`` for ``models.common.Conv``."""
+        return self.pickled_name.rsplit(".", 1)[-1]
+
+    def __repr__(self) -> str:
+        return f"<pickled {self.pickled_name}>"
+
+
+def _placeholder(module: str, name: str) -> type[PickledObject]:
+    return _FrozenClass(name, (PickledObject,), {"pickled_name": f"{module}.{name}", "__module__": __name__})
+
+
+class _Function:
+    """An allowed callable, wrapped so a pickle cannot set attributes on it."""
+
+    __slots__ = ("_fn", "_name")
+
+    def __init__(self, fn: Callable[..., Any], name: str) -> None:
+        object.__setattr__(self, "_fn", fn)
+        object.__setattr__(self, "_name", name)
+
+    def __call__(self, *args: Any) -> Any:
+        try:
+            return self._fn(*args)
+        except CheckpointError:
+            raise
+        except (TypeError, ValueError, RuntimeError, OverflowError, IndexError) as e:
+            raise CheckpointError(f"bad arguments to {self._name} in checkpoint: {e}") from e
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise CheckpointError(f"checkpoint tried to set {name!r} on {self._name}; {_NOT_PLAIN}")
+
+    def __setstate__(self, state: Any) -> None:
+        raise CheckpointError(f"checkpoint tried to modify {self._name}; {_NOT_PLAIN}")
+
+    def __repr__(self) -> str:
+        return f"<allowed {self._name}>"
+
+
+# --------------------------------------------------------------------------------------------
+# Storages and tensors
+# --------------------------------------------------------------------------------------------
+
+
+class _StorageType:
+    """What ``torch.HalfStorage`` etc. stand for in a persistent id: an element dtype."""
+
+    __slots__ = ("name", "dtype_name")
+
+    def __init__(self, name: str, dtype_name: str) -> None:
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "dtype_name", dtype_name)
+
+    @property
+    def dtype(self):
+        import torch
+
+        return getattr(torch, self.dtype_name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise CheckpointError(f"checkpoint tried to modify storage type {self.name}; {_NOT_PLAIN}")
+
+    def __setstate__(self, state: Any) -> None:
+        raise CheckpointError(f"checkpoint tried to modify storage type {self.name}; {_NOT_PLAIN}")
+
+
+_STORAGE_DTYPES = {
+    "DoubleStorage": "float64", "FloatStorage": "float32", "HalfStorage": "float16",
+    "BFloat16Storage": "bfloat16", "LongStorage": "int64", "IntStorage": "int32",
+    "ShortStorage": "int16", "CharStorage": "int8", "ByteStorage": "uint8", "BoolStorage": "bool",
+    "UntypedStorage": "uint8",
+}
+
+
+class _Storage:
+    """A storage read from the file: a flat 1-D tensor of its element dtype."""
+
+    __slots__ = ("flat",)
+
+    def __init__(self, flat) -> None:
+        object.__setattr__(self, "flat", flat)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise CheckpointError(f"checkpoint tried to modify a storage; {_NOT_PLAIN}")
+
+    def __setstate__(self, state: Any) -> None:
+        raise CheckpointError(f"checkpoint tried to modify a storage; {_NOT_PLAIN}")
+
+
+def _as_int_tuple(value: Any, what: str) -> tuple[int, ...]:
+    if not isinstance(value, (tuple, list)) or not all(type(v) is int for v in value):
+        raise CheckpointError(f"tensor {what} in checkpoint is not a tuple of integers: {value!r}")
+    return tuple(value)
+
+
+def _rebuild_tensor(storage: Any, storage_offset: Any, size: Any, stride: Any):
+    """A strided view of a storage, with the bounds checked here (not by torch)."""
+    if not isinstance(storage, _Storage):
+        raise CheckpointError(f"tensor in checkpoint is built from a {type(storage).__name__}, not a storage")
+    if type(storage_offset) is not int or storage_offset < 0:
+        raise CheckpointError(f"tensor storage offset in checkpoint is invalid: {storage_offset!r}")
+    size = _as_int_tuple(size, "size")
+    stride = _as_int_tuple(stride, "stride")
+    if len(size) != len(stride) or any(s < 0 for s in size) or any(s < 0 for s in stride):
+        raise CheckpointError(f"tensor size {size} / stride {stride} in checkpoint are invalid")
+    flat = storage.flat
+    numel = 1
+    for s in size:
+        numel *= s
+    if numel:
+        last = storage_offset + sum((s - 1) * st for s, st in zip(size, stride))
+        if last >= flat.numel():
+            raise CheckpointError(f"tensor of size {size} reads past the end of its storage "
+                                  f"({flat.numel()} elements) in checkpoint")
+    return flat.as_strided(size, stride, storage_offset)
+
+
+def _rebuild_tensor_v2(storage: Any, storage_offset: Any, size: Any, stride: Any, requires_grad: Any = False,
+                       backward_hooks: Any = None, metadata: Any = None):
+    # Hooks and metadata are dropped: nothing from the file is ever called.
+    return _rebuild_tensor(storage, storage_offset, size, stride)
+
+
+def _rebuild_parameter(data: Any, requires_grad: Any = False, backward_hooks: Any = None):
+    import torch
+
+    if type(data) is not torch.Tensor:
+        raise CheckpointError(f"parameter in checkpoint wraps a {type(data).__name__}, not a tensor")
+    return data
+
+
+def _rebuild_parameter_with_state(data: Any, requires_grad: Any, backward_hooks: Any, state: Any):
+    return _rebuild_parameter(data)
+
+
+class _TensorType:
+    """What ``torch.Tensor`` / ``torch.nn.Parameter`` stand for inside ``_rebuild_from_type_v2``."""
+
+    __slots__ = ()
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise CheckpointError(f"checkpoint tried to modify a tensor type; {_NOT_PLAIN}")
+
+    def __setstate__(self, state: Any) -> None:
+        raise CheckpointError(f"checkpoint tried to modify a tensor type; {_NOT_PLAIN}")
+
+
+_TENSOR_TYPE = _TensorType()
+
+
+def _rebuild_from_type_v2(func: Any, new_type: Any, args: Any, state: Any):
+    if new_type is not _TENSOR_TYPE or func not in (_REBUILD_TENSOR, _REBUILD_TENSOR_V2, _REBUILD_PARAMETER):
+        raise CheckpointError("checkpoint rebuilds a tensor subclass or with a function other than "
+                              f"torch's tensor rebuilders; {_NOT_PLAIN}")
+    if not isinstance(args, tuple):
+        raise CheckpointError("bad tensor rebuild arguments in checkpoint")
+    return func(*args)
+
+
+def _codecs_encode(text: Any, encoding: Any = "utf-8"):
+    # Protocol-2 pickles store bytes as _codecs.encode(str, "latin1").
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1", "utf-8", "utf8"):
+        raise CheckpointError(f"unexpected _codecs.encode({type(text).__name__}, {encoding!r}) in checkpoint")
+    return text.encode(encoding)
+
+
+def _make_set(items: Any = ()):
+    if not isinstance(items, (list, tuple)):
+        raise CheckpointError("set in checkpoint is not built from a list")
+    return set(items)
+
+
+def _make_frozenset(items: Any = ()):
+    return frozenset(_make_set(items))
+
+
+def _make_bytearray(*args: Any):
+    if args and not isinstance(args[0], (bytes, list, str)):
+        raise CheckpointError("bytearray in checkpoint is not built from bytes")
+    if args and isinstance(args[0], str):
+        return bytearray(_codecs_encode(*args))
+    return bytearray(*args)
+
+
+_REBUILD_TENSOR = _Function(_rebuild_tensor, "torch._utils._rebuild_tensor")
+_REBUILD_TENSOR_V2 = _Function(_rebuild_tensor_v2, "torch._utils._rebuild_tensor_v2")
+_REBUILD_PARAMETER = _Function(_rebuild_parameter, "torch._utils._rebuild_parameter")
+
+
+# --------------------------------------------------------------------------------------------
+# The allow-list
+# --------------------------------------------------------------------------------------------
+
+#: yolov5 classes (as pickled by the yolov5 repository, v1.0 .. v7.0) that map to placeholders.
+YOLOV5_CLASSES: dict[str, tuple[str, ...]] = {
+    "models.yolo": ("Model", "DetectionModel", "BaseModel", "Detect"),
+    "models.common": ("Conv", "Focus", "C3", "Bottleneck", "SPP", "SPPF", "Concat"),
+}
+#: torch.nn classes found inside yolov5 models that map to placeholders.
+TORCH_NN_CLASSES: dict[str, tuple[str, ...]] = {
+    "torch.nn.modules.conv": ("Conv2d",),
+    "torch.nn.modules.batchnorm": ("BatchNorm2d",),
+    "torch.nn.modules.activation": ("SiLU", "Hardswish", "LeakyReLU", "ReLU", "Sigmoid"),
+    "torch.nn.modules.linear": ("Identity",),
+    "torch.nn.modules.pooling": ("MaxPool2d",),
+    "torch.nn.modules.upsampling": ("Upsample",),
+    "torch.nn.modules.container": ("Sequential", "ModuleList"),
+}
+#: training metadata some checkpoints carry (e.g. ``opt``); kept as inert records.
+RECORD_CLASSES: dict[str, tuple[str, ...]] = {
+    "argparse": ("Namespace",),
+    "pathlib": ("Path", "PosixPath", "WindowsPath", "PurePosixPath", "PureWindowsPath"),
+}
+
+
+def _build_allow_list() -> dict[tuple[str, str], Any]:
+    import numpy as np
+    from numpy._core import multiarray
+
+    allowed: dict[tuple[str, str], Any] = {}
+    for table in (YOLOV5_CLASSES, TORCH_NN_CLASSES, RECORD_CLASSES):
+        for module, names in table.items():
+            for name in names:
+                allowed[(module, name)] = _placeholder(module, name)
+    allowed.update({
+        ("torch._utils", "_rebuild_tensor"): _REBUILD_TENSOR,
+        ("torch._utils", "_rebuild_tensor_v2"): _REBUILD_TENSOR_V2,
+        ("torch._utils", "_rebuild_parameter"): _REBUILD_PARAMETER,
+        ("torch._utils", "_rebuild_parameter_with_state"):
+            _Function(_rebuild_parameter_with_state, "torch._utils._rebuild_parameter_with_state"),
+        ("torch._tensor", "_rebuild_from_type_v2"):
+            _Function(_rebuild_from_type_v2, "torch._tensor._rebuild_from_type_v2"),
+        ("torch", "Tensor"): _TENSOR_TYPE,
+        ("torch.nn.parameter", "Parameter"): _TENSOR_TYPE,
+        ("collections", "OrderedDict"): collections.OrderedDict,
+        ("builtins", "set"): _Function(_make_set, "builtins.set"),
+        ("__builtin__", "set"): _Function(_make_set, "builtins.set"),
+        ("builtins", "frozenset"): _Function(_make_frozenset, "builtins.frozenset"),
+        ("__builtin__", "frozenset"): _Function(_make_frozenset, "builtins.frozenset"),
+        ("builtins", "bytearray"): _Function(_make_bytearray, "builtins.bytearray"),
+        ("__builtin__", "bytearray"): _Function(_make_bytearray, "builtins.bytearray"),
+        ("_codecs", "encode"): _Function(_codecs_encode, "_codecs.encode"),
+        ("numpy", "ndarray"): np.ndarray,
+        ("numpy", "dtype"): np.dtype,
+    })
+    for module in ("numpy.core.multiarray", "numpy._core.multiarray"):
+        allowed[(module, "_reconstruct")] = multiarray._reconstruct
+        allowed[(module, "scalar")] = multiarray.scalar
+    for name, dtype_name in _STORAGE_DTYPES.items():
+        allowed[("torch", name)] = _StorageType(name, dtype_name)
+    for dtype_name in ("float64", "float32", "float16", "bfloat16", "int64", "int32", "int16", "int8",
+                       "uint8", "bool"):
+        allowed[("torch", dtype_name)] = _Dtype(dtype_name)
+    return allowed
+
+
+class _Dtype:
+    """A torch dtype named in a pickle (kept by name; nothing is looked up in torch)."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        object.__setattr__(self, "name", name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise CheckpointError(f"checkpoint tried to modify dtype {self.name}; {_NOT_PLAIN}")
+
+    def __setstate__(self, state: Any) -> None:
+        raise CheckpointError(f"checkpoint tried to modify dtype {self.name}; {_NOT_PLAIN}")
+
+
+_ALLOWED: dict[tuple[str, str], Any] | None = None
+
+
+def allowed_globals() -> dict[tuple[str, str], Any]:
+    """The allow-list: ``(module, name)`` as written in the pickle → what it stands for."""
+    global _ALLOWED
+    if _ALLOWED is None:
+        _ALLOWED = _build_allow_list()
+    return _ALLOWED
+
+
+# --------------------------------------------------------------------------------------------
+# Unpickler and file formats
+# --------------------------------------------------------------------------------------------
+
+
+class RestrictedUnpickler(pickle.Unpickler):
+    """Unpickler that resolves globals only through :func:`allowed_globals`.
+
+    ``load_storage(pid)`` resolves persistent ids (storages); ``source`` names
+    the file in error messages.
+    """
+
+    def __init__(self, file: io.BufferedIOBase, source: str,
+                 load_storage: Callable[[tuple], Any] | None = None) -> None:
+        super().__init__(file)
+        self._source = source
+        self._load_storage = load_storage
+
+    def find_class(self, module: str, name: str) -> Any:
+        target = allowed_globals().get((module, name))
+        if target is not None:
+            return target
+        if module.startswith(("models.", "utils.")):
+            supported = ", ".join(n for names in YOLOV5_CLASSES.values() for n in names)
+            raise CheckpointError(
+                f"refused global '{module}.{name}' in {self._source}: this yolov5 layer type is not "
+                f"supported by streampose (supported: {supported})")
+        raise CheckpointError(f"refused global '{module}.{name}' in {self._source}: {_NOT_PLAIN}")
+
+    def persistent_load(self, pid: Any) -> Any:
+        if self._load_storage is None:
+            raise CheckpointError(f"unexpected persistent id in {self._source}: {_NOT_PLAIN}")
+        if not isinstance(pid, tuple) or not pid or pid[0] != "storage":
+            raise CheckpointError(f"unsupported persistent id {str(pid)[:60]!r} in {self._source}")
+        return self._load_storage(pid)
+
+
+def _unpickle(data: io.BufferedIOBase, source: str, load_storage: Callable[[tuple], Any] | None) -> Any:
+    try:
+        return RestrictedUnpickler(data, source, load_storage).load()
+    except CheckpointError:
+        raise
+    except (pickle.UnpicklingError, EOFError, TypeError, ValueError, AttributeError, KeyError, IndexError,
+            RecursionError, struct.error, MemoryError) as e:
+        raise CheckpointError(f"{source} is not a readable torch checkpoint ({type(e).__name__}: {e}); "
+                              "check that the file is complete") from e
+
+
+def _storage_type(value: Any, source: str) -> _StorageType:
+    if not isinstance(value, _StorageType):
+        raise CheckpointError(f"storage in {source} has an unknown element type: {_NOT_PLAIN}")
+    return value
+
+
+def _flat_from_bytes(raw: bytes, dtype, numel: int, source: str):
+    import torch
+
+    itemsize = torch.empty((), dtype=dtype).element_size()
+    if len(raw) != numel * itemsize:
+        raise CheckpointError(f"storage in {source} holds {len(raw)} bytes, expected {numel * itemsize}; "
+                              "the file is truncated or corrupt")
+    if numel == 0:
+        return torch.empty(0, dtype=dtype)
+    return torch.frombuffer(bytearray(raw), dtype=dtype)
+
+
+def _load_zip(path: Path, source: str) -> Any:
+    try:
+        archive = zipfile.ZipFile(path)
+    except zipfile.BadZipFile as e:
+        raise CheckpointError(f"{source} is a damaged torch zip checkpoint: {e}") from e
+    with archive:
+        pickles = [n for n in archive.namelist() if n.endswith("/data.pkl") and n.count("/") == 1]
+        if len(pickles) != 1:
+            raise CheckpointError(f"{source} is a zip file but not a torch checkpoint (no <name>/data.pkl)")
+        prefix = pickles[0][: -len("data.pkl")]
+        names = set(archive.namelist())
+        if f"{prefix}byteorder" in names and archive.read(f"{prefix}byteorder").strip() != b"little":
+            raise CheckpointError(f"{source} was saved on a big-endian machine; re-save it on x86/ARM")
+        storages: dict[str, Any] = {}
+
+        def load_storage(pid: tuple) -> _Storage:
+            if len(pid) != 5:
+                raise CheckpointError(f"unsupported storage id of length {len(pid)} in {source}")
+            _, storage_type, key, _location, numel = pid
+            storage_type = _storage_type(storage_type, source)
+            if not isinstance(key, str) or type(numel) is not int or numel < 0:
+                raise CheckpointError(f"bad storage id in {source}")
+            if key not in storages:
+                entry = f"{prefix}data/{key}"
+                if entry not in names:
+                    raise CheckpointError(f"{source} lacks storage {entry!r}; the file is incomplete")
+                storages[key] = _Storage(_flat_from_bytes(archive.read(entry), storage_type.dtype, numel, source))
+            return storages[key]
+
+        with archive.open(pickles[0]) as f:
+            return _unpickle(io.BufferedReader(f), source, load_storage)
+
+
+def _load_legacy(path: Path, source: str) -> Any:
+    import torch
+
+    file_size = path.stat().st_size
+    with open(path, "rb") as f:
+        magic = _unpickle(f, source, None)
+        if magic != _LEGACY_MAGIC_NUMBER:
+            raise CheckpointError(f"{source} is not a torch checkpoint (neither zip nor legacy format)")
+        protocol = _unpickle(f, source, None)
+        if protocol != _LEGACY_PROTOCOL_VERSION:
+            raise CheckpointError(f"{source} uses torch serialization protocol {protocol!r}, not supported")
+        sys_info = _unpickle(f, source, None)
+        if isinstance(sys_info, dict) and sys_info.get("little_endian") is False:
+            raise CheckpointError(f"{source} was saved on a big-endian machine; re-save it on x86/ARM")
+        roots: dict[str, Any] = {}
+        total_bytes = 0
+
+        def load_storage(pid: tuple) -> _Storage:
+            nonlocal total_bytes
+            if len(pid) != 6:
+                raise CheckpointError(f"unsupported legacy storage id of length {len(pid)} in {source}")
+            _, storage_type, root_key, _location, numel, view = pid
+            dtype = _storage_type(storage_type, source).dtype
+            if not isinstance(root_key, str) or type(numel) is not int or numel < 0:
+                raise CheckpointError(f"bad storage id in {source}")
+            if root_key not in roots:
+                total_bytes += numel * torch.empty((), dtype=dtype).element_size()
+                if total_bytes > file_size:
+                    raise CheckpointError(f"{source} declares more storage than the file holds; it is corrupt")
+                roots[root_key] = torch.empty(numel, dtype=dtype)
+            root = roots[root_key]
+            if view is None:
+                return _Storage(root)
+            if (not isinstance(view, tuple) or len(view) != 3 or type(view[1]) is not int
+                    or type(view[2]) is not int or view[1] < 0 or view[1] + view[2] > root.numel()):
+                raise CheckpointError(f"bad storage view in {source}")
+            return _Storage(root[view[1]: view[1] + view[2]])
+
+        result = _unpickle(f, source, load_storage)
+        keys = _unpickle(f, source, None)
+        if not isinstance(keys, list) or set(keys) != set(roots):
+            raise CheckpointError(f"{source}: storage table does not match the object pickle; the file is corrupt")
+        for key in keys:
+            root = roots[key]
+            header = f.read(8)
+            if len(header) != 8:
+                raise CheckpointError(f"{source} is truncated (storage {key!r} missing)")
+            (numel,) = struct.unpack("<q", header)
+            if numel != root.numel():
+                raise CheckpointError(f"{source}: storage {key!r} has {numel} elements, expected {root.numel()}")
+            raw = f.read(numel * root.element_size())
+            root.copy_(_flat_from_bytes(raw, root.dtype, numel, source))
+        return result
+
+
+def restricted_load(path: str | Path, source: str | None = None) -> Any:
+    """Read a torch checkpoint file through the allow-list; returns plain data and placeholders.
+
+    Tensors come back as plain ``torch.Tensor`` on the CPU (views of the
+    file's storages), module objects as :class:`PickledObject`. ``source``
+    is the name used in messages (default: the path as given).
+    Raises :class:`CheckpointError` for a refused global or an unreadable file.
+    """
+    path = Path(path)
+    source = source or str(path)
+    try:
+        if zipfile.is_zipfile(path):
+            return _load_zip(path, source)
+        with open(path, "rb") as f:
+            head = f.read(2)
+        if head[:1] != b"\x80":
+            raise CheckpointError(f"{source} is not a torch checkpoint (not a zip archive nor a pickle); "
+                                  "tar checkpoints from torch < 0.4 are not supported")
+        return _load_legacy(path, source)
+    except OSError as e:
+        raise CheckpointError(f"cannot read checkpoint {source}: {e}") from e
