@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import numba
 import numpy as np
+from numba.extending import register_jitable
 
-__all__ = ["linear_assignment", "match_by_similarity"]
+__all__ = ["linear_assignment", "match_by_similarity", "match_weights"]
 
 
+@register_jitable  # callable from other kernels, and still plain Python for the twins
 def _solve_rows_le_cols(cost: np.ndarray) -> np.ndarray:
     """Column assigned to each row of a finite (R, C) float64 cost matrix, R <= C."""
     n, m = cost.shape
@@ -87,8 +89,70 @@ def _solve_rows_le_cols(cost: np.ndarray) -> np.ndarray:
     return col4row
 
 
+def _match_weights(weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Maximum-total-weight matching of a (R, C) matrix of weights >= 0; 0 = never matched."""
+    n, m = weight.shape
+    rows = np.zeros(n, np.int64)
+    cols = np.zeros(m, np.int64)
+    num_rows = 0
+    num_cols = 0
+    # Rows/columns with no positive weight cannot be matched: leave them out so
+    # the solver only sees the contested part (usually small in tracking).
+    col_used = np.zeros(m, np.bool_)
+    largest = 0.0
+    for i in range(n):
+        used = False
+        for j in range(m):
+            if weight[i, j] > 0.0:
+                used = True
+                col_used[j] = True
+                largest = max(largest, weight[i, j])
+        if used:
+            rows[num_rows] = i
+            num_rows += 1
+    for j in range(m):
+        if col_used[j]:
+            cols[num_cols] = j
+            num_cols += 1
+    out_rows = np.zeros(min(num_rows, num_cols), np.int64)
+    out_cols = np.zeros(min(num_rows, num_cols), np.int64)
+    if num_rows == 0:
+        return out_rows, out_cols
+    transpose = num_rows > num_cols
+    a, b = (num_cols, num_rows) if transpose else (num_rows, num_cols)
+    cost = np.empty((a, b))
+    for i in range(num_rows):
+        for j in range(num_cols):
+            if transpose:
+                cost[j, i] = largest - weight[rows[i], cols[j]]
+            else:
+                cost[i, j] = largest - weight[rows[i], cols[j]]
+    assigned = _solve_rows_le_cols(cost)
+    count = 0
+    if transpose:
+        row_of_col = np.full(num_rows, -1, np.int64)  # sub-row matched to each sub-column
+        for j in range(num_cols):
+            row_of_col[assigned[j]] = j
+        for i in range(num_rows):
+            j = row_of_col[i]
+            if j >= 0 and weight[rows[i], cols[j]] > 0.0:
+                out_rows[count] = rows[i]
+                out_cols[count] = cols[j]
+                count += 1
+    else:
+        for i in range(num_rows):
+            j = assigned[i]
+            if weight[rows[i], cols[j]] > 0.0:
+                out_rows[count] = rows[i]
+                out_cols[count] = cols[j]
+                count += 1
+    return out_rows[:count], out_cols[:count]
+
+
 _solve_rows_le_cols_py = _solve_rows_le_cols
 _solve_rows_le_cols_nb = numba.njit(cache=True, nogil=True)(_solve_rows_le_cols)
+_match_weights_py = _match_weights
+_match_weights_nb = numba.njit(cache=True, nogil=True)(_match_weights)
 
 
 def linear_assignment(cost: np.ndarray, *, use_numba: bool = True) -> tuple[np.ndarray, np.ndarray]:
@@ -133,15 +197,19 @@ def match_by_similarity(similarity: np.ndarray, min_similarity: float, *,
         raise ValueError(f"similarity must be a 2-D matrix, got shape {similarity.shape}")
     if not min_similarity > 0:
         raise ValueError(f"min_similarity={min_similarity!r} is out of range: allowed > 0")
-    weight = np.where(similarity >= min_similarity, similarity, 0.0)
-    # Rows/columns with no admissible pair cannot be matched: drop them so the
-    # solver only sees the contested part (usually tiny in tracking).
-    rows = np.flatnonzero(weight.any(axis=1))
-    cols = np.flatnonzero(weight.any(axis=0))
-    if rows.size == 0:
-        empty = np.zeros(0, np.int64)
-        return empty, empty.copy()
-    sub = weight[np.ix_(rows, cols)]
-    r, c = linear_assignment(sub.max() - sub, use_numba=use_numba)
-    keep = sub[r, c] > 0
-    return rows[r[keep]], cols[c[keep]]
+    if similarity.size and not np.isfinite(similarity).all():
+        raise ValueError("similarity must be finite")
+    return match_weights(np.where(similarity >= min_similarity, similarity, 0.0), use_numba=use_numba)
+
+
+def match_weights(weight: np.ndarray, *, use_numba: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Maximum-total-weight matching; pairs of weight <= 0 are never matched.
+
+    weight: (R, C) finite float64, already 0 wherever a pair is not allowed
+    (the form a kernel that thresholds as it goes produces). Returns ``(rows,
+    cols)`` int64 arrays of the matched pairs, ``rows`` ascending.
+    """
+    weight = np.ascontiguousarray(weight, dtype=np.float64)
+    if weight.ndim != 2:
+        raise ValueError(f"weight must be a 2-D matrix, got shape {weight.shape}")
+    return (_match_weights_nb if use_numba else _match_weights_py)(weight)

@@ -1,8 +1,8 @@
 """Box-IoU person tracker with an optional keypoint-OKS term.
 
 Each frame's people (boxes, optionally keypoints) are matched to the live
-tracks by a globally optimal assignment (:func:`streampose.assignment.
-match_by_similarity`) on a similarity of
+tracks by a globally optimal assignment (maximum total similarity,
+:func:`streampose.assignment.match_weights`) on a similarity of
 
     (1 - oks_weight) * IoU(predicted track box, box) + oks_weight * OKS(track pose, pose)
 
@@ -37,8 +37,9 @@ from dataclasses import dataclass
 
 import numba
 import numpy as np
+from numba.extending import register_jitable
 
-from ..assignment import match_by_similarity
+from ..assignment import match_weights
 from ..records import UNTRACKED
 from .checks import check_int, check_range
 
@@ -83,40 +84,48 @@ class TrackerParams:
         check_range("keypoint_threshold", self.keypoint_threshold, 0.0, 1.0)
 
 
+@register_jitable  # callable from other kernels, and still plain Python for the twins
+def _box_iou(a_xyxy: np.ndarray, i: int, b_xyxy: np.ndarray, j: int) -> float:
+    w = min(a_xyxy[i, 2], b_xyxy[j, 2]) - max(a_xyxy[i, 0], b_xyxy[j, 0])
+    h = min(a_xyxy[i, 3], b_xyxy[j, 3]) - max(a_xyxy[i, 1], b_xyxy[j, 1])
+    if w <= 0.0 or h <= 0.0:
+        return 0.0
+    inter = w * h
+    area_a = (a_xyxy[i, 2] - a_xyxy[i, 0]) * (a_xyxy[i, 3] - a_xyxy[i, 1])
+    area_b = (b_xyxy[j, 2] - b_xyxy[j, 0]) * (b_xyxy[j, 3] - b_xyxy[j, 1])
+    return inter / (area_a + area_b - inter)
+
+
 def _iou_matrix(a_xyxy: np.ndarray, b_xyxy: np.ndarray) -> np.ndarray:
     n, m = a_xyxy.shape[0], b_xyxy.shape[0]
     out = np.zeros((n, m))
     for i in range(n):
-        aw = max(a_xyxy[i, 2] - a_xyxy[i, 0], 0.0)
-        ah = max(a_xyxy[i, 3] - a_xyxy[i, 1], 0.0)
         for j in range(m):
-            w = min(a_xyxy[i, 2], b_xyxy[j, 2]) - max(a_xyxy[i, 0], b_xyxy[j, 0])
-            h = min(a_xyxy[i, 3], b_xyxy[j, 3]) - max(a_xyxy[i, 1], b_xyxy[j, 1])
-            if w <= 0.0 or h <= 0.0:
-                continue
-            inter = w * h
-            bw = max(b_xyxy[j, 2] - b_xyxy[j, 0], 0.0)
-            bh = max(b_xyxy[j, 3] - b_xyxy[j, 1], 0.0)
-            out[i, j] = inter / (aw * ah + bw * bh - inter)
+            out[i, j] = _box_iou(a_xyxy, i, b_xyxy, j)
     return out
 
 
-def _similarity_matrix(iou: np.ndarray, det_xyxy: np.ndarray,
+def _similarity_matrix(track_xyxy: np.ndarray, det_xyxy: np.ndarray,
                        track_classes: np.ndarray, det_classes: np.ndarray,
                        track_keypoints: np.ndarray, track_visible: np.ndarray,
                        det_keypoints: np.ndarray, det_visible: np.ndarray,
-                       sigmas: np.ndarray, oks_weight: float) -> np.ndarray:
-    n, m = iou.shape
+                       sigmas: np.ndarray, oks_weight: float, min_similarity: float) -> np.ndarray:
+    n, m = track_xyxy.shape[0], det_xyxy.shape[0]
     num_keypoints = sigmas.shape[0]
+    use_oks = oks_weight > 0.0 and num_keypoints > 0
     out = np.zeros((n, m))
     for i in range(n):
         for j in range(m):
             # Boxes that do not overlap never match: keeps the matrix sparse
             # and the OKS loop off most pairs.
-            if iou[i, j] <= 0.0 or track_classes[i] != det_classes[j]:
+            if track_classes[i] != det_classes[j]:
                 continue
-            sim = iou[i, j]
-            if oks_weight > 0.0 and num_keypoints > 0:
+            iou = _box_iou(track_xyxy, i, det_xyxy, j)
+            if iou <= 0.0:
+                continue
+            sim = iou
+            # Even a perfect OKS cannot lift this pair to the minimum: skip it.
+            if use_oks and (1.0 - oks_weight) * iou + oks_weight >= min_similarity:
                 area = (det_xyxy[j, 2] - det_xyxy[j, 0]) * (det_xyxy[j, 3] - det_xyxy[j, 1])
                 total = 0.0
                 count = 0
@@ -129,7 +138,8 @@ def _similarity_matrix(iou: np.ndarray, det_xyxy: np.ndarray,
                         count += 1
                 if count > 0:
                     sim = (1.0 - oks_weight) * sim + oks_weight * (total / count)
-            out[i, j] = sim
+            if sim >= min_similarity:
+                out[i, j] = sim
     return out
 
 
@@ -150,19 +160,22 @@ def similarity_matrix(track_xyxy: np.ndarray, det_xyxy: np.ndarray,
                       track_classes: np.ndarray, det_classes: np.ndarray,
                       track_keypoints: np.ndarray, track_visible: np.ndarray,
                       det_keypoints: np.ndarray, det_visible: np.ndarray,
-                      sigmas: np.ndarray, oks_weight: float, *, use_numba: bool = True) -> np.ndarray:
-    """(T, D) float64 track-to-detection similarity (0 where boxes do not overlap or classes differ).
+                      sigmas: np.ndarray, oks_weight: float, min_similarity: float = 0.0, *,
+                      use_numba: bool = True) -> np.ndarray:
+    """(T, D) float64 track-to-detection similarity, 0 where a pair may not match.
 
-    Boxes (T, 4) / (D, 4) xyxy float64; classes (T,) / (D,) int64; keypoints
-    (T, K, 2) / (D, K, 2) float64 with visibility (T, K) / (D, K) bool;
-    sigmas (K,) float64 (K may be 0: boxes only). OKS uses the detection box
-    area as the object scale; a pair with no keypoint visible on both sides
-    gets its IoU alone.
+    A pair may not match when its boxes do not overlap, its classes differ, or
+    its similarity is below ``min_similarity``. Boxes (T, 4) / (D, 4) xyxy
+    float64; classes (T,) / (D,) int64; keypoints (T, K, 2) / (D, K, 2)
+    float64 with visibility (T, K) / (D, K) bool; sigmas (K,) float64 (K may
+    be 0: boxes only). OKS uses the detection box area as the object scale; a
+    pair with no keypoint visible on both sides gets its IoU alone.
     """
-    iou = iou_matrix(track_xyxy, det_xyxy, use_numba=use_numba)
     kernel = _similarity_matrix_nb if use_numba else _similarity_matrix_py
-    return kernel(iou, np.ascontiguousarray(det_xyxy, dtype=np.float64), track_classes, det_classes,
-                  track_keypoints, track_visible, det_keypoints, det_visible, sigmas, float(oks_weight))
+    return kernel(np.ascontiguousarray(track_xyxy, dtype=np.float64),
+                  np.ascontiguousarray(det_xyxy, dtype=np.float64), track_classes, det_classes,
+                  track_keypoints, track_visible, det_keypoints, det_visible, sigmas,
+                  float(oks_weight), float(min_similarity))
 
 
 def _sigmas_for(num_keypoints: int) -> np.ndarray:
@@ -259,8 +272,9 @@ class IoUTracker:
         similarity = similarity_matrix(
             predicted, det_xyxy, self._classes, det_classes,
             np.ascontiguousarray(track_keypoints), self._visible, det_keypoints, det_visible,
-            self._sigmas, self.params.oks_weight if self._num_keypoints else 0.0, use_numba=self._use_numba)
-        rows, cols = match_by_similarity(similarity, self.params.min_similarity, use_numba=self._use_numba)
+            self._sigmas, self.params.oks_weight if self._num_keypoints else 0.0, self.params.min_similarity,
+            use_numba=self._use_numba)
+        rows, cols = match_weights(similarity, use_numba=self._use_numba)
 
         # Matched tracks: new box, smoothed velocity, maybe confirmed.
         gap = (self._misses[rows] + 1)[:, None]
