@@ -184,3 +184,40 @@ class StopStep(Step):
         if any(f.packet.index >= self.options.at_index for f in frames):
             raise StopRequested()
         return frames
+
+
+@register_step("test_detector")
+class FakeDetectorStep(Step):
+    """Stands for a detector in config tests (role "detector"); adds nothing."""
+
+    @dataclass
+    class Options:
+        weights: str = "weights/none.pt"
+        img_size: int = 640
+        device: str = "auto"
+
+    role = "detector"
+
+    def __init__(self, options: "FakeDetectorStep.Options") -> None:
+        self.options = options
+
+    def process(self, frames: list[Frame]) -> list[Frame]:
+        return frames
+
+
+@register_step("test_pose")
+class FakePoseStep(Step):
+    """Stands for a pose estimator in config tests (role "pose"); adds nothing."""
+
+    @dataclass
+    class Options:
+        weights: str = "weights/none.pth"
+        device: str = "auto"
+
+    role = "pose"
+
+    def __init__(self, options: "FakePoseStep.Options") -> None:
+        self.options = options
+
+    def process(self, frames: list[Frame]) -> list[Frame]:
+        return frames

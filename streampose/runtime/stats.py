@@ -134,7 +134,8 @@ class RunStats:
         lines.append(header)
         for s in self.stages:
             per = 1000.0 * s.total_busy_s / s.frames_out if s.frames_out else 0.0
-            extra = "  " + " ".join(f"{k}={v}" for k, v in sorted(s.extra.items())) if s.extra else ""
+            shown = {k: v for k, v in sorted(s.extra.items()) if v and k != "frames_decoded"}
+            extra = "  " + " ".join(f"{k}={v}" for k, v in shown.items()) if shown else ""
             lines.append(f"{s.name:<22}{s.frames_in:>8}{s.frames_out:>8}{s.dropped:>9}{per:>10.2f}"
                          f"{s.wait_in_s:>11.2f}{s.wait_out_s:>12.2f}{extra}")
             if len(s.busy_s) > 1 or (s.busy_s and next(iter(s.busy_s)) != s.name):

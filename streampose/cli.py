@@ -1,0 +1,202 @@
+"""``run_stream.py``: run a pipeline from sources to sinks.
+
+A thin shell over the library: it parses the command line, configures
+logging (the only place that does), resolves the pipeline and the outputs,
+calls :func:`streampose.runtime.run_pipeline` and turns the outcome into an
+exit code: 0 done (or stopped from the display), 1 a stage failed (named,
+with its traceback), 2 bad input (one line ``error: ...``), 130 SIGINT,
+143 SIGTERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Sequence
+
+from .config import PIPELINES_DIR, apply_overrides, available_pipelines, load_pipeline
+from .errors import ConfigError, UserError
+from .runtime import EXIT_SIGINT, EXIT_STAGE_FAILED, EXIT_USER_ERROR, StageFailed, run_pipeline
+
+log = logging.getLogger("streampose")
+
+EXAMPLES = """\
+examples:
+  # annotated video and per-frame poses from a file (the default pipeline)
+  run_stream.py --source video.mp4 --output annotated.mp4 --output poses.jsonl
+
+  # a webcam in a window (q or Esc quits)
+  run_stream.py --source 0 --show
+
+  # an RTSP camera with a chosen pipeline on the GPU, one CSV row per person
+  run_stream.py --source rtsp://192.168.1.10/stream --pipeline topdown_hrnet_w32 \\
+      --device cuda --output people.csv --read-timeout 5 --reconnect-attempts 10
+
+  # two sources at once; video outputs become out.src0.mp4 and out.src1.mp4
+  run_stream.py --source a.mp4 --source rtsp://cam/live --output out.mp4
+
+  # a folder of images to a folder of annotated images, first 100 only
+  run_stream.py --source photos/ --output annotated/ --max-frames 100
+
+  # the original top-down demo's flags
+  run_stream.py --source video.mp4 --det-model weights/crowdhuman_yolov5m.pt \\
+      --pose-model weights/pose_hrnet_w32_256x192.pth --img-size 640 --show
+
+exit codes: 0 done, 1 a stage failed, 2 bad input, 130 interrupted (SIGINT), 143 terminated (SIGTERM)
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, like every other bad-input error
+        self.exit(EXIT_USER_ERROR, f"error: {message} (see --help)\n")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="run_stream.py",
+        description="Real-time multi-person pose estimation on live and recorded video.",
+        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    io = parser.add_argument_group("sources and outputs")
+    io.add_argument("--source", action="append", default=[], metavar="SRC",
+                    help="video file, image, folder of images, webcam index (0 or webcam:0), "
+                         "rtsp:// or http(s):// URL, or lavfi:<filtergraph>; repeat for several sources")
+    io.add_argument("--output", action="append", default=[], metavar="PATH",
+                    help="sink chosen by extension: .mp4 .mkv .mov .avi .webm (annotated video, audio kept), "
+                         ".jsonl (one object per frame), .csv (one row per person per frame), "
+                         "a folder ending in / (annotated images); repeat for several")
+    io.add_argument("--show", action="store_true", help="show the annotated frames in a window (q/Esc quits)")
+    io.add_argument("--max-frames", type=_positive_int, metavar="N", help="stop after N frames of each source")
+    pipe = parser.add_argument_group("pipeline")
+    pipe.add_argument("--pipeline", default="default", metavar="NAME",
+                      help="a definition in pipelines/ by name (see --list-pipelines) or a path to a .toml file "
+                           "(default: %(default)s)")
+    pipe.add_argument("--list-pipelines", action="store_true", help="list the pipelines in pipelines/ and exit")
+    pipe.add_argument("--device", metavar="DEV", help="auto, cpu, cuda or cuda:N for every model step")
+    pipe.add_argument("--det-model", metavar="PATH", help="weights of the pipeline's detector step")
+    pipe.add_argument("--pose-model", metavar="PATH", help="weights of the pipeline's pose step")
+    pipe.add_argument("--img-size", type=_positive_int, metavar="N", help="input size of the detector step")
+    pipe.add_argument("--inline", action="store_true",
+                      help="run every stage in this process (debugging, profiling) instead of one process each")
+    from .io.sources import SourceOptions
+
+    defaults = SourceOptions()
+    net = parser.add_argument_group("live sources")
+    net.add_argument("--open-timeout", type=float, metavar="S",
+                     help=f"seconds to connect to a stream (default {defaults.open_timeout_s:g})")
+    net.add_argument("--read-timeout", type=float, metavar="S",
+                     help="seconds without data before a stream counts as hung and is reconnected "
+                          f"(default {defaults.read_timeout_s:g})")
+    net.add_argument("--reconnect-attempts", type=int, metavar="N",
+                     help=f"reconnection attempts before a live source gives up "
+                          f"(default {defaults.reconnect_attempts})")
+    net.add_argument("--rtsp-transport", choices=("tcp", "udp"), help="RTSP transport (default tcp)")
+    net.add_argument("--webcam-size", metavar="WxH", help="frame size asked from a webcam, e.g. 1280x720")
+    out = parser.add_argument_group("messages")
+    out.add_argument("-v", "--verbose", action="store_true", help="debug messages")
+    out.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only, no summary")
+    out.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return parser
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is at the time (tests swap it)."""
+
+    @property
+    def stream(self):  # type: ignore[override]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
+def configure_logging(verbose: bool, quiet: bool) -> None:
+    """One stderr handler on the root logger (replacing an earlier one of ours)."""
+    root = logging.getLogger()
+    root.handlers[:] = [h for h in root.handlers if not isinstance(h, _StderrHandler)]
+    handler = _StderrHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s" if verbose
+                                           else "%(levelname)s: %(message)s"))
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO)
+    for noisy in ("numba", "PIL", "matplotlib"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def source_options(args: argparse.Namespace):
+    """The I/O layer's SourceOptions from the live-source flags (ConfigError naming the flag)."""
+    from .io.sources import SourceOptions
+
+    given = {"open_timeout_s": ("--open-timeout", args.open_timeout),
+             "read_timeout_s": ("--read-timeout", args.read_timeout),
+             "reconnect_attempts": ("--reconnect-attempts", args.reconnect_attempts),
+             "rtsp_transport": ("--rtsp-transport", args.rtsp_transport),
+             "webcam_size": ("--webcam-size", args.webcam_size)}
+    kwargs = {field: value for field, (_, value) in given.items() if value is not None}
+    try:
+        return SourceOptions(**kwargs)
+    except ValueError as e:
+        message = str(e)
+        flag = next((f for field, (f, _) in given.items() if message.startswith(field)), None)
+        raise ConfigError(f"{flag}: {message}" if flag else message) from e
+
+
+def resolve_pipeline_name(name: str) -> str:
+    """``default`` falls back to ``passthrough`` while ``pipelines/default.toml`` does not exist."""
+    if name == "default" and not (PIPELINES_DIR / "default.toml").is_file():
+        log.info("pipelines/default.toml does not exist yet; using the 'passthrough' pipeline (no model)")
+        return "passthrough"
+    return name
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    configure_logging(args.verbose, args.quiet)
+    try:
+        if args.list_pipelines:
+            for name in available_pipelines():
+                print(f"{name:<28}{load_pipeline(name).description}")
+            return 0
+        if not args.source:
+            raise UserError("no --source given; e.g. --source video.mp4 (see --help)")
+        pipeline = load_pipeline(resolve_pipeline_name(args.pipeline))
+        pipeline = apply_overrides(pipeline, device=args.device, det_model=args.det_model,
+                                   pose_model=args.pose_model, img_size=args.img_size)
+        options = source_options(args)
+        from .io.outputs import sink_specs
+
+        sinks = sink_specs(args.output, args.show, num_sources=len(args.source))
+        if not sinks:
+            log.warning("no --output and no --show: frames are processed but nothing is written")
+        log.debug("pipeline %r (%s), %d source(s), %s", pipeline.name, pipeline.description or "no description",
+                 len(args.source), "inline" if args.inline else "one process per stage")
+        result = run_pipeline(pipeline, args.source, sinks, inline=args.inline, max_frames=args.max_frames,
+                              source_options=options, progress=False if args.no_progress else None)
+    except UserError as e:
+        print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except StageFailed as e:
+        print(f"error: stage {e.stage!r} failed:\n{e.details.rstrip()}", file=sys.stderr)
+        return EXIT_STAGE_FAILED
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_SIGINT
+    if not args.quiet:
+        for line in result.stats.summary_lines():
+            print(line, file=sys.stderr)
+    if result.reason in ("interrupted", "terminated"):
+        print(f"{result.reason}: outputs finalized", file=sys.stderr)
+    for error in result.source_errors:
+        print(f"error: {error}", file=sys.stderr)
+    return result.exit_code
