@@ -23,16 +23,19 @@ keypoints x 20 people, Gaussian noise of sigma 3 px per coordinate):
 - ``beta = 0.1`` per pixel: at steady speed the cutoff is dominated by
   ``beta * speed``, and a first-order filter following a ramp lags by
   ``speed / (2 pi cutoff)``, i.e. about ``1 / (2 pi beta)`` = 1.6 px whatever
-  the speed and frame rate; measured: 1.39 px behind a pose moving at
-  10 px/frame (requirement < 2 px);
+  the speed and the frame rate. Measured: 1.40 px behind a pose moving at
+  10 px/frame (requirement < 2 px); 1.39-1.45 px at 10-60 fps.
 - ``min_cutoff = 0.1`` Hz: at rest the cutoff is set by the noise-induced
-  speed estimate, so a small floor suffices;
-- ``d_cutoff = 0.2`` Hz: the speed estimate is averaged over ~0.8 s so that
-  3 px noise reads as a slow speed; measured: frame-to-frame jitter of a
-  still pose cut 7.5x (requirement >= 5x). A higher d_cutoff reacts faster
-  to the start of a motion (first-second lag 3.4 px here) but lets noise
-  through (1 Hz: 4.5x). At lower frame rates there are fewer samples to
-  average: the same parameters cut jitter about 5x at 15 fps, 4x at 10 fps.
+  speed estimate, so a small floor suffices.
+- ``d_cutoff = 0.2`` Hz: the speed estimate is averaged over ~0.8 s, so 3 px
+  noise reads as a slow speed. Measured: frame-to-frame jitter of a still
+  pose cut 7.5x (6.0 px -> 0.8 px RMS; requirement >= 5x). The price is the
+  start of a motion: in its first second the lag averages 3.4 px (peak 10 px,
+  one frame of motion) before settling at 1.4 px. A faster speed estimate
+  starts better but smooths less: d_cutoff 0.5 Hz gives 4.5x and 2.2 px,
+  1 Hz gives 3.2x and 1.8 px. With fewer frames per second there are fewer
+  samples to average: the defaults cut jitter 4.9x at 15 fps, 3.9x at
+  10 fps (11x at 60 fps).
 
 The kernel is written once in Python and compiled with Numba; the uncompiled
 function is the twin the tests compare against.
