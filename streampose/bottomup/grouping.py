@@ -1,0 +1,832 @@
+"""Associative-embedding grouping of HigherHRNet maps into people, as Numba kernels.
+
+This is the official ``HeatmapParser`` of HRNet/HigherHRNet-Human-Pose-Estimation
+(``lib/core/group.py``: ``top_k``, ``match_by_tag``, ``adjust``, ``refine``,
+``parse``; itself after princeton-vl/pose-ae-train) reimplemented so that it
+gives the same people, joints and scores, bit for bit where the official code
+is deterministic:
+
+- **peaks**: a joint map keeps the pixels equal to the maximum of their
+  ``nms_kernel`` x ``nms_kernel`` neighbourhood (others become ``0 * value``),
+  then the ``max_num_people`` largest values are taken in torch's CPU
+  ``topk`` order (libstdc++ ``std::partial_sort`` of (value, index) pairs
+  compared by value only, which fixes the order of equal values);
+- **match**: joints are visited in the official order (nose, eyes, ears,
+  shoulders, hips, elbows, wrists, knees, ankles); candidates above the
+  detection threshold are assigned to the first ``max_num_people`` people by an
+  optimal assignment of ``round(tag distance) * 100 - value`` (numpy's
+  round-half-even), solved by the algorithm of the ``munkres`` package the
+  official code calls (version 2.0.0, a shortest-augmenting-path Hungarian
+  method: same tie-breaking on equal costs); a candidate whose
+  tag distance is not under the tag threshold starts a new person keyed by its
+  first tag value (a person with an equal key is overwritten, as the official
+  dict does). Person mean tags are float32 means in numpy's summation order;
+- **adjust**: a quarter pixel towards the higher neighbour, then +0.5;
+- **scores**: the mean joint value after adjust (numpy pairwise float32 sum);
+- **refine**: each missing joint is taken at the argmax of
+  ``heatmap - round(|tag - person mean tag|)`` (first maximum in row-major
+  order) with the same quarter-pixel offset. The argmax is found by a
+  branch-and-bound over 16x16 tiles (tile maximum of the heatmap and bounding
+  box of the tags give an upper bound per tile), which returns exactly the
+  full-map argmax but touches few pixels.
+
+Arrays: ``det`` (J, H, W) float32 heatmaps, ``tag`` (J, H, W, D) float32 tags
+(D = 1 without flip, 2 with flip test, more with several scales), both at the
+resolution the parser works at (the network input size). ``grouped`` is
+(P, J, 3 + D) float32: x, y (map pixels), value, tags. The plain-Python twins
+the tests compare these kernels against are in ``grouping_reference``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numba import njit
+
+from ..records import NUM_KEYPOINTS
+
+#: Official match order for COCO-17 (``Params.joint_order`` without a centre joint).
+COCO_JOINT_ORDER: tuple[int, ...] = (0, 1, 2, 3, 4, 5, 6, 11, 12, 7, 8, 9, 10, 13, 14, 15, 16)
+
+#: Side of the square tiles of the refine branch-and-bound.
+REFINE_TILE = 16
+
+_ASSIGN_FAILED = -1
+
+
+@dataclass(frozen=True)
+class ParserParams:
+    """Grouping settings; defaults are the official COCO test settings.
+
+    detection_threshold: a peak joins only if its value is above it;
+    tag_threshold: a peak joins a person only if their tag distance is under it;
+    use_detection_val: cost ``round(distance) * 100 - value`` (else the distance);
+    ignore_too_much: skip a joint once ``max_num_people`` people exist;
+    max_num_people: peaks per joint, and people a peak may join;
+    nms_kernel: odd side of the peak window; adjust / refine: the two steps.
+    """
+
+    detection_threshold: float = 0.1
+    tag_threshold: float = 1.0
+    use_detection_val: bool = True
+    ignore_too_much: bool = False
+    max_num_people: int = 30
+    nms_kernel: int = 5
+    adjust: bool = True
+    refine: bool = True
+    joint_order: tuple[int, ...] = COCO_JOINT_ORDER
+
+    def __post_init__(self) -> None:
+        if self.max_num_people < 1:
+            raise ValueError(f"max_num_people must be >= 1, got {self.max_num_people}")
+        if self.nms_kernel < 1 or self.nms_kernel % 2 == 0:
+            raise ValueError(f"nms_kernel must be a positive odd number, got {self.nms_kernel}")
+        if self.tag_threshold <= 0:
+            raise ValueError(f"tag_threshold must be > 0, got {self.tag_threshold}")
+        if sorted(self.joint_order) != list(range(len(self.joint_order))):
+            raise ValueError(f"joint_order must be a permutation of 0..J-1, got {self.joint_order}")
+
+
+@dataclass
+class TopK:
+    """Peaks per joint: val (J, K) float32, loc (J, K, 2) int64 (x, y), tag (J, K, D) float32."""
+
+    val: np.ndarray
+    loc: np.ndarray
+    tag: np.ndarray
+
+
+@dataclass
+class ParseResult:
+    """grouped: (P, J, 3 + D) float32 (x, y, value, tags) in map pixels; scores: (P,) float32."""
+
+    grouped: np.ndarray
+    scores: np.ndarray
+
+
+# ---------------------------------------------------------------------------
+# numpy-order summation helpers
+
+
+@njit(cache=True, error_model="numpy")
+def _pairwise_sum(values, n):
+    """numpy's pairwise sum of values[:n] (1-D, any float dtype), as its add.reduce does."""
+    acc = np.zeros(8, values.dtype)
+    if n < 8:
+        res = acc[0]
+        for i in range(n):
+            res = res + values[i]
+        return res
+    if n <= 128:
+        for j in range(8):
+            acc[j] = values[j]
+        i = 8
+        limit = n - (n % 8)
+        while i < limit:
+            for j in range(8):
+                acc[j] = acc[j] + values[i + j]
+            i += 8
+        res = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]))
+        while i < n:
+            res = res + values[i]
+            i += 1
+        return res
+    half = n // 2
+    half -= half % 8
+    return _pairwise_sum(values, half) + _pairwise_sum(values[half:], n - half)
+
+
+@njit(cache=True, error_model="numpy")
+def _mean_rows(rows, count, out):
+    """out[:] = np.mean(rows[:count], axis=0) for float32 rows, in numpy's order.
+
+    numpy reduces a (n, 1) array pairwise but a (n, D >= 2) one row by row.
+    """
+    depth = rows.shape[1]
+    denominator = np.float32(count)
+    if depth == 1:
+        column = np.empty(count, rows.dtype)
+        for r in range(count):
+            column[r] = rows[r, 0]
+        out[0] = _pairwise_sum(column, count) / denominator
+        return
+    for d in range(depth):
+        total = rows[0, d] if count > 0 else np.float32(0.0)
+        for r in range(1, count):
+            total = total + rows[r, d]
+        out[d] = total / denominator
+
+
+# ---------------------------------------------------------------------------
+# peaks: max-pool NMS and torch-ordered top-k
+
+
+@njit(cache=True, error_model="numpy")
+def _heap_less(a, b):
+    # torch TopKComparator<largest=True>: NaN first, then larger values.
+    return (np.isnan(a) and not np.isnan(b)) or a > b
+
+
+@njit(cache=True, error_model="numpy")
+def _push_heap(hv, hi, hole, top, value, index):
+    parent = (hole - 1) // 2
+    while hole > top and _heap_less(hv[parent], value):
+        hv[hole] = hv[parent]
+        hi[hole] = hi[parent]
+        hole = parent
+        parent = (hole - 1) // 2
+    hv[hole] = value
+    hi[hole] = index
+
+
+@njit(cache=True, error_model="numpy")
+def _adjust_heap(hv, hi, hole, length, value, index):
+    top = hole
+    second = hole
+    while second < (length - 1) // 2:
+        second = 2 * (second + 1)
+        if _heap_less(hv[second], hv[second - 1]):
+            second -= 1
+        hv[hole] = hv[second]
+        hi[hole] = hi[second]
+        hole = second
+    if (length & 1) == 0 and second == (length - 2) // 2:
+        second = 2 * (second + 1)
+        hv[hole] = hv[second - 1]
+        hi[hole] = hi[second - 1]
+        hole = second - 1
+    _push_heap(hv, hi, hole, top, value, index)
+
+
+@njit(cache=True, error_model="numpy")
+def _pop_heap(hv, hi, length):
+    # std::pop_heap(first, first + length): the front goes to length - 1.
+    if length > 1:
+        last = length - 1
+        value = hv[last]
+        index = hi[last]
+        hv[last] = hv[0]
+        hi[last] = hi[0]
+        _adjust_heap(hv, hi, 0, last, value, index)
+
+
+@njit(cache=True, error_model="numpy")
+def _heap_topk(values, k, out_val, out_ind):
+    """torch.topk(values, k) on CPU: libstdc++ std::partial_sort of (value, index) by value.
+
+    That is its path for len(values) >= 64 * k: heap-select (make_heap on the
+    first k, then each larger element replaces the front and sifts down), then
+    sort_heap; it fixes the order of equal values.
+    """
+    n = values.shape[0]
+    hv = np.empty(k, np.float32)
+    hi = np.empty(k, np.int64)
+    for j in range(k):
+        hv[j] = values[j]
+        hi[j] = j
+    if k >= 2:  # std::make_heap
+        parent = (k - 2) // 2
+        while True:
+            _adjust_heap(hv, hi, parent, k, hv[parent], hi[parent])
+            if parent == 0:
+                break
+            parent -= 1
+    for idx in range(k, n):
+        v = values[idx]
+        if _heap_less(v, hv[0]):
+            _adjust_heap(hv, hi, 0, k, v, idx)
+    length = k
+    while length > 1:  # std::sort_heap
+        _pop_heap(hv, hi, length)
+        length -= 1
+    for j in range(k):
+        out_val[j] = hv[j]
+        out_ind[j] = hi[j]
+
+
+@njit(cache=True, error_model="numpy")
+def _window_max_nms(det_j, pad, out):
+    """out = det_j where det_j equals its (2 pad + 1)^2 window maximum, else 0 * det_j."""
+    height, width = det_j.shape
+    row_max = np.empty((height, width), np.float32)
+    for y in range(height):
+        for x in range(width):
+            m = -np.inf
+            for xx in range(max(0, x - pad), min(width, x + pad + 1)):
+                v = det_j[y, xx]
+                if v > m or np.isnan(v):
+                    m = v
+                    if np.isnan(v):
+                        break
+            row_max[y, x] = m
+    for y in range(height):
+        y0 = max(0, y - pad)
+        y1 = min(height, y + pad + 1)
+        for x in range(width):
+            m = -np.inf
+            for yy in range(y0, y1):
+                v = row_max[yy, x]
+                if v > m or np.isnan(v):
+                    m = v
+                    if np.isnan(v):
+                        break
+            d = det_j[y, x]
+            out[y * width + x] = d if m == d else d * np.float32(0.0)
+
+
+@njit(cache=True, error_model="numpy")
+def _top_k_kernel(det, tag, k, pad):
+    num_joints, height, width = det.shape
+    depth = tag.shape[3]
+    val_k = np.empty((num_joints, k), np.float32)
+    ind_k = np.empty((num_joints, k), np.int64)
+    loc_k = np.empty((num_joints, k, 2), np.int64)
+    tag_k = np.empty((num_joints, k, depth), np.float32)
+    flat = np.empty(height * width, np.float32)
+    for j in range(num_joints):
+        _window_max_nms(det[j], pad, flat)
+        _heap_topk(flat, k, val_k[j], ind_k[j])
+        for m in range(k):
+            ind = ind_k[j, m]
+            y = ind // width
+            x = ind - y * width
+            loc_k[j, m, 0] = x
+            loc_k[j, m, 1] = y
+            for d in range(depth):
+                tag_k[j, m, d] = tag[j, y, x, d]
+    return val_k, loc_k, tag_k
+
+
+# ---------------------------------------------------------------------------
+# optimal assignment: the solver of the munkres package the goldens were made with
+
+
+@njit(cache=True, error_model="numpy")
+def lap_assign(cost):
+    """Column assigned to each row of a (R, C) float64 cost matrix, R <= C; all -1 on failure.
+
+    The shortest-augmenting-path Hungarian method with dual potentials of
+    ``munkres.Munkres().compute`` 2.0.0 (the version the official outputs in
+    ``../shared/golden`` were produced with; 1.1.4's step algorithm resolves
+    equal-cost alternatives differently): warm start by row minima and a
+    greedy match of zero-reduced cells in column order, then one augmenting
+    path per unmatched row, every comparison strict, so equal costs resolve
+    exactly as there. Costs must be finite.
+    """
+    n, m = cost.shape
+    assignment = np.full(n, _ASSIGN_FAILED, np.int64)
+    if n > m:
+        return assignment
+    for i in range(n):
+        for j in range(m):
+            if not np.isfinite(cost[i, j]):
+                return assignment
+    u = np.zeros(n)
+    v = np.zeros(m + 1)
+    p = np.full(m + 1, -1, np.int64)
+    way = np.zeros(m + 1, np.int64)
+    matched = np.zeros(n, np.bool_)
+    for i in range(n):
+        low = cost[i, 0]
+        for j in range(1, m):
+            if cost[i, j] < low:
+                low = cost[i, j]
+        u[i] = low
+        for j in range(m):
+            if p[j] == -1 and cost[i, j] == low:
+                p[j] = i
+                matched[i] = True
+                break
+    minv = np.empty(m + 1)
+    used = np.empty(m + 1, np.bool_)
+    for i in range(n):
+        if matched[i]:
+            continue
+        p[m] = i
+        j0 = m
+        minv[:] = np.inf
+        used[:] = False
+        while True:
+            used[j0] = True
+            i0 = p[j0]
+            ui = u[i0]
+            for j in range(m):
+                if not used[j]:
+                    cur = cost[i0, j] - ui - v[j]
+                    if cur < minv[j]:
+                        minv[j] = cur
+                        way[j] = j0
+            delta = np.inf
+            j1 = -1
+            for j in range(m):
+                if not used[j] and minv[j] < delta:
+                    delta = minv[j]
+                    j1 = j
+            if j1 < 0:
+                return assignment
+            for j in range(m + 1):
+                if used[j]:
+                    u[p[j]] += delta
+                    v[j] -= delta
+                elif minv[j] != np.inf:
+                    minv[j] = minv[j] - delta
+            j0 = j1
+            if p[j0] == -1:
+                break
+        while j0 != m:
+            j1 = way[j0]
+            p[j0] = p[j1]
+            j0 = j1
+    for j in range(m):
+        if p[j] >= 0:
+            assignment[p[j]] = j
+    return assignment
+
+
+# ---------------------------------------------------------------------------
+# match by tag
+
+
+@njit(cache=True, error_model="numpy")
+def _person_for_key(keys, num_people, key):
+    for p in range(num_people):
+        if keys[p] == key:
+            return p
+    return -1
+
+
+@njit(cache=True, error_model="numpy")
+def _match_by_tag_kernel(tag_k, loc_k, val_k, joint_order, detection_threshold, tag_threshold,
+                         use_detection_val, ignore_too_much, max_num_people):
+    num_joints, k, depth = tag_k.shape
+    capacity = num_joints * k
+    people = np.zeros((capacity, num_joints, 3 + depth))
+    keys = np.zeros(capacity, np.float32)
+    tag_lists = np.zeros((capacity, num_joints, depth), np.float32)
+    tag_counts = np.zeros(capacity, np.int64)
+    num_people = 0
+    rows = np.empty(k, np.int64)
+    status = 0
+    for i in range(num_joints):
+        idx = joint_order[i]
+        num_added = 0
+        for m in range(k):
+            if np.float64(val_k[idx, m]) > detection_threshold:
+                rows[num_added] = m
+                num_added += 1
+        if num_added == 0:
+            continue
+        if i == 0 or num_people == 0:
+            for a in range(num_added):
+                m = rows[a]
+                p = _person_for_key(keys, num_people, tag_k[idx, m, 0])
+                if p < 0:
+                    p = num_people
+                    keys[p] = tag_k[idx, m, 0]
+                    num_people += 1
+                _set_joint(people, p, idx, loc_k[idx, m], val_k[idx, m], tag_k[idx, m])
+                tag_lists[p, 0, :] = tag_k[idx, m, :]
+                tag_counts[p] = 1
+            continue
+        num_grouped = min(num_people, max_num_people)
+        if ignore_too_much and num_grouped == max_num_people:
+            continue
+        grouped_tags = np.empty((num_grouped, depth), np.float32)
+        for g in range(num_grouped):
+            _mean_rows(tag_lists[g], tag_counts[g], grouped_tags[g])
+        num_cols = max(num_added, num_grouped)
+        distances = np.empty((num_added, num_grouped))
+        cost = np.full((num_added, num_cols), 1e10)
+        squares = np.empty(depth)
+        for a in range(num_added):
+            m = rows[a]
+            value = np.float64(val_k[idx, m])
+            for g in range(num_grouped):
+                for d in range(depth):
+                    diff = np.float64(tag_k[idx, m, d]) - np.float64(grouped_tags[g, d])
+                    squares[d] = diff * diff
+                distance = np.sqrt(_pairwise_sum(squares, depth))
+                distances[a, g] = distance
+                if use_detection_val:
+                    cost[a, g] = np.rint(distance) * 100 - value
+                else:
+                    cost[a, g] = distance
+        assignment = lap_assign(cost)
+        if assignment[0] == _ASSIGN_FAILED:
+            status = 1
+            break
+        for a in range(num_added):
+            m = rows[a]
+            col = assignment[a]
+            if col < num_grouped and distances[a, col] < tag_threshold:
+                p = col
+                _set_joint(people, p, idx, loc_k[idx, m], val_k[idx, m], tag_k[idx, m])
+                tag_lists[p, tag_counts[p], :] = tag_k[idx, m, :]
+                tag_counts[p] += 1
+            else:
+                p = _person_for_key(keys, num_people, tag_k[idx, m, 0])
+                if p < 0:
+                    p = num_people
+                    keys[p] = tag_k[idx, m, 0]
+                    num_people += 1
+                _set_joint(people, p, idx, loc_k[idx, m], val_k[idx, m], tag_k[idx, m])
+                tag_lists[p, 0, :] = tag_k[idx, m, :]
+                tag_counts[p] = 1
+    return people[:num_people].astype(np.float32), status
+
+
+@njit(cache=True, error_model="numpy")
+def _set_joint(people, p, joint, loc, value, tags):
+    people[p, joint, 0] = loc[0]
+    people[p, joint, 1] = loc[1]
+    people[p, joint, 2] = value
+    for d in range(tags.shape[0]):
+        people[p, joint, 3 + d] = tags[d]
+
+
+# ---------------------------------------------------------------------------
+# adjust, scores, refine
+
+
+@njit(cache=True, error_model="numpy")
+def _adjust_kernel(grouped, det):
+    num_people, num_joints = grouped.shape[0], grouped.shape[1]
+    height, width = det.shape[1], det.shape[2]
+    quarter = np.float32(0.25)
+    half = np.float32(0.5)
+    for p in range(num_people):
+        for j in range(num_joints):
+            if grouped[p, j, 2] > 0:
+                x = grouped[p, j, 0]
+                y = grouped[p, j, 1]
+                col = int(x)
+                row = int(y)
+                if det[j, row, min(col + 1, width - 1)] > det[j, row, max(col - 1, 0)]:
+                    x = x + quarter
+                else:
+                    x = x - quarter
+                if det[j, min(row + 1, height - 1), col] > det[j, max(0, row - 1), col]:
+                    y = y + quarter
+                else:
+                    y = y - quarter
+                grouped[p, j, 0] = x + half
+                grouped[p, j, 1] = y + half
+
+
+@njit(cache=True, error_model="numpy")
+def _scores_kernel(grouped):
+    num_people, num_joints = grouped.shape[0], grouped.shape[1]
+    scores = np.empty(num_people, np.float32)
+    column = np.empty(num_joints, np.float32)
+    for p in range(num_people):
+        for j in range(num_joints):
+            column[j] = grouped[p, j, 2]
+        scores[p] = _pairwise_sum(column, num_joints) / np.float32(num_joints)
+    return scores
+
+
+@njit(cache=True, error_model="numpy")
+def _refine_score(det_j, tag_j, prev, y, x):
+    # float32: det - round(sqrt(sum((tag - prev)^2))), numpy's operation order.
+    depth = prev.shape[0]
+    if depth < 8:
+        total = np.float32(0.0)
+        for d in range(depth):
+            diff = tag_j[y, x, d] - prev[d]
+            total = total + diff * diff
+    else:
+        squares = np.empty(depth, np.float32)
+        for d in range(depth):
+            diff = tag_j[y, x, d] - prev[d]
+            squares[d] = diff * diff
+        total = _pairwise_sum(squares, depth)
+    return det_j[y, x] - np.rint(np.sqrt(total))
+
+
+@njit(cache=True, error_model="numpy")
+def _refine_argmax_full(det_j, tag_j, prev):
+    """np.argmax(det - round(|tag - prev|)) over the whole map: first maximum, NaN wins."""
+    height, width = det_j.shape
+    best = np.float32(0.0)
+    best_index = -1
+    for y in range(height):
+        for x in range(width):
+            s = _refine_score(det_j, tag_j, prev, y, x)
+            if np.isnan(s):
+                return y * width + x
+            if best_index < 0 or s > best:
+                best = s
+                best_index = y * width + x
+    return best_index
+
+
+@njit(cache=True, error_model="numpy")
+def _tile_stats(det_j, tag_j, tile, tile_max, tag_lo, tag_hi):
+    """Per-tile heatmap maximum and tag bounding box; False if a value is not finite."""
+    height, width = det_j.shape
+    depth = tag_j.shape[2]
+    for ty in range(tile_max.shape[0]):
+        for tx in range(tile_max.shape[1]):
+            m = -np.inf
+            for d in range(depth):
+                tag_lo[ty, tx, d] = np.inf
+                tag_hi[ty, tx, d] = -np.inf
+            for y in range(ty * tile, min(height, (ty + 1) * tile)):
+                for x in range(tx * tile, min(width, (tx + 1) * tile)):
+                    v = det_j[y, x]
+                    if not np.isfinite(v):
+                        return False
+                    if v > m:
+                        m = v
+                    for d in range(depth):
+                        t = tag_j[y, x, d]
+                        if not np.isfinite(t):
+                            return False
+                        if t < tag_lo[ty, tx, d]:
+                            tag_lo[ty, tx, d] = t
+                        if t > tag_hi[ty, tx, d]:
+                            tag_hi[ty, tx, d] = t
+            tile_max[ty, tx] = m
+    return True
+
+
+@njit(cache=True, error_model="numpy")
+def _scan_tile(det_j, tag_j, prev, tile, ty, tx, best, best_index):
+    height, width = det_j.shape
+    for y in range(ty * tile, min(height, (ty + 1) * tile)):
+        for x in range(tx * tile, min(width, (tx + 1) * tile)):
+            s = _refine_score(det_j, tag_j, prev, y, x)
+            index = y * width + x
+            if best_index < 0 or s > best or (s == best and index < best_index):
+                best = s
+                best_index = index
+    return best, best_index
+
+
+@njit(cache=True, error_model="numpy")
+def _refine_argmax_tiled(det_j, tag_j, prev, tile, tile_max, tag_lo, tag_hi):
+    """Same answer as _refine_argmax_full for finite maps and tags, via tile upper bounds."""
+    height, width = det_j.shape
+    depth = prev.shape[0]
+    n_ty, n_tx = tile_max.shape
+    bounds = np.empty((n_ty, n_tx), np.float32)
+    top_ty = 0
+    top_tx = 0
+    for ty in range(n_ty):
+        for tx in range(n_tx):
+            gap2 = 0.0
+            for d in range(depth):
+                p = np.float64(prev[d])
+                gap = max(0.0, np.float64(tag_lo[ty, tx, d]) - p, p - np.float64(tag_hi[ty, tx, d]))
+                gap2 += gap * gap
+            # Slack keeps this under the float32 distance of every pixel of the tile.
+            lower = max(0.0, np.sqrt(gap2) * (1.0 - 1e-6) - 1e-6)
+            bounds[ty, tx] = tile_max[ty, tx] - np.float32(np.rint(lower))
+            if bounds[ty, tx] > bounds[top_ty, top_tx]:
+                top_ty = ty
+                top_tx = tx
+    best, best_index = _scan_tile(det_j, tag_j, prev, tile, top_ty, top_tx, np.float32(0.0), -1)
+    for ty in range(n_ty):
+        for tx in range(n_tx):
+            if ty == top_ty and tx == top_tx:
+                continue
+            bound = bounds[ty, tx]
+            if bound > best or (bound == best and ty * tile * width + tx * tile < best_index):
+                best, best_index = _scan_tile(det_j, tag_j, prev, tile, ty, tx, best, best_index)
+    return best_index
+
+
+@njit(cache=True, error_model="numpy")
+def _refine_kernel(grouped, det, tag, tile, use_tiles):
+    num_people, num_joints = grouped.shape[0], grouped.shape[1]
+    height, width = det.shape[1], det.shape[2]
+    depth = tag.shape[3]
+    n_ty = (height + tile - 1) // tile
+    n_tx = (width + tile - 1) // tile
+    stats_state = np.zeros(num_joints, np.int8)  # 0 unknown, 1 ready, 2 not finite
+    tile_max = np.empty((num_joints, n_ty, n_tx), np.float32)
+    tag_lo = np.empty((num_joints, n_ty, n_tx, depth), np.float32)
+    tag_hi = np.empty((num_joints, n_ty, n_tx, depth), np.float32)
+    tags = np.empty((num_joints, depth), np.float32)
+    prev = np.empty(depth, np.float32)
+    quarter = 0.25
+    for p in range(num_people):
+        count = 0
+        for j in range(num_joints):
+            if grouped[p, j, 2] > 0:
+                x = np.int32(grouped[p, j, 0])
+                y = np.int32(grouped[p, j, 1])
+                tags[count, :] = tag[j, y, x, :]
+                count += 1
+        _mean_rows(tags, count, prev)
+        prev_finite = True
+        for d in range(depth):
+            if not np.isfinite(prev[d]):
+                prev_finite = False
+        for j in range(num_joints):
+            if grouped[p, j, 2] != 0:
+                continue
+            if use_tiles and prev_finite and stats_state[j] == 0:
+                ok = _tile_stats(det[j], tag[j], tile, tile_max[j], tag_lo[j], tag_hi[j])
+                stats_state[j] = 1 if ok else 2
+            if use_tiles and prev_finite and stats_state[j] == 1:
+                index = _refine_argmax_tiled(det[j], tag[j], prev, tile, tile_max[j], tag_lo[j], tag_hi[j])
+            else:
+                index = _refine_argmax_full(det[j], tag[j], prev)
+            yy = index // width
+            xx = index - yy * width
+            value = det[j, yy, xx]
+            x = xx + 0.5
+            y = yy + 0.5
+            if det[j, yy, min(xx + 1, width - 1)] > det[j, yy, max(xx - 1, 0)]:
+                x += quarter
+            else:
+                x -= quarter
+            if det[j, min(yy + 1, height - 1), xx] > det[j, max(0, yy - 1), xx]:
+                y += quarter
+            else:
+                y -= quarter
+            if value > 0:
+                grouped[p, j, 0] = x
+                grouped[p, j, 1] = y
+                grouped[p, j, 2] = value
+
+
+# ---------------------------------------------------------------------------
+# public functions
+
+
+def _check_maps(det: np.ndarray, tag: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    det = np.ascontiguousarray(det, dtype=np.float32)
+    if det.ndim != 3:
+        raise ValueError(f"det must have shape (J, H, W), got {det.shape}")
+    tag = np.asarray(tag, dtype=np.float32)
+    if tag.ndim == 3:
+        tag = tag[..., None]
+    tag = np.ascontiguousarray(tag)
+    if tag.ndim != 4 or tag.shape[:3] != det.shape:
+        raise ValueError(f"tag must have shape {det.shape} + (D,), got {tag.shape}")
+    return det, tag
+
+
+def top_k(det: np.ndarray, tag: np.ndarray, params: ParserParams = ParserParams()) -> TopK:
+    """Peaks of each joint map (official ``HeatmapParser.top_k``), with torch's CPU order.
+
+    det: (J, H, W) float32; tag: (J, H, W, D) or (J, H, W) float32. The order of
+    equal values is torch's when H * W >= 64 * max_num_people (every real map).
+    """
+    det, tag = _check_maps(det, tag)
+    k = params.max_num_people
+    if det.shape[1] * det.shape[2] < k:
+        raise ValueError(f"maps of {det.shape[1]}x{det.shape[2]} have fewer pixels than max_num_people={k}")
+    val, loc, tags = _top_k_kernel(det, tag, k, params.nms_kernel // 2)
+    return TopK(val, loc, tags)
+
+
+def match_by_tag(peaks: TopK, params: ParserParams = ParserParams()) -> np.ndarray:
+    """Group peaks into people (official ``match_by_tag``); (P, J, 3 + D) float32."""
+    num_joints = peaks.val.shape[0]
+    if len(params.joint_order) != num_joints:
+        raise ValueError(f"joint_order has {len(params.joint_order)} joints, the maps {num_joints}")
+    grouped, status = _match_by_tag_kernel(
+        np.ascontiguousarray(peaks.tag, dtype=np.float32), np.ascontiguousarray(peaks.loc, dtype=np.int64),
+        np.ascontiguousarray(peaks.val, dtype=np.float32), np.asarray(params.joint_order, dtype=np.int64),
+        float(params.detection_threshold), float(params.tag_threshold), bool(params.use_detection_val),
+        bool(params.ignore_too_much), int(params.max_num_people))
+    if status != 0:
+        raise ValueError("tag assignment failed: the tags or heatmap values are not finite")
+    return grouped
+
+
+def adjust(grouped: np.ndarray, det: np.ndarray) -> np.ndarray:
+    """Quarter-pixel shift toward the higher neighbour, then +0.5 (official ``adjust``); a new array."""
+    out = np.array(grouped, dtype=np.float32, order="C")
+    _adjust_kernel(out, np.ascontiguousarray(det, dtype=np.float32))
+    return out
+
+
+def person_scores(grouped: np.ndarray) -> np.ndarray:
+    """(P,) float32 mean joint value, as the official ``scores`` (numpy float32 mean)."""
+    return _scores_kernel(np.ascontiguousarray(grouped, dtype=np.float32))
+
+
+def refine(grouped: np.ndarray, det: np.ndarray, tag: np.ndarray, *, tiled: bool = True) -> np.ndarray:
+    """Fill missing joints from the maps (official ``refine``); a new array.
+
+    tiled: find each argmax by the exact tile branch-and-bound (False: scan the
+    whole map, the plain form; both give the same result).
+    """
+    det, tag = _check_maps(det, tag)
+    out = np.array(grouped, dtype=np.float32, order="C")
+    _refine_kernel(out, det, tag, REFINE_TILE, tiled)
+    return out
+
+
+def parse(det: np.ndarray, tag: np.ndarray, params: ParserParams = ParserParams()) -> ParseResult:
+    """Maps of one image → people (official ``HeatmapParser.parse`` for one image).
+
+    det: (J, H, W) float32 heatmaps; tag: (J, H, W, D) float32 tags. Scores are
+    taken after adjust and before refine, as the official code does.
+    """
+    det, tag = _check_maps(det, tag)
+    grouped = match_by_tag(top_k(det, tag, params), params)
+    if params.adjust:
+        grouped = adjust(grouped, det)
+    scores = person_scores(grouped)
+    if params.refine:
+        grouped = refine(grouped, det, tag)
+    return ParseResult(grouped, scores)
+
+
+def final_preds(grouped: np.ndarray, center: np.ndarray, scale: np.ndarray,
+                map_size_wh: tuple[int, int]) -> np.ndarray:
+    """Official ``get_final_preds``: columns 0:2 mapped from map to frame pixels, float32 kept."""
+    from .resize import affine_transform_matrix
+
+    out = np.array(grouped, dtype=np.float32, order="C")
+    if out.shape[0] == 0:
+        return out
+    inverse = affine_transform_matrix(center, scale, map_size_wh, inverse=True)
+    xy = out[..., 0:2].astype(np.float64)
+    out[..., 0:2] = xy @ inverse[:, :2].T + inverse[:, 2]
+    return out
+
+
+def redundant_pose_mask(keypoints: np.ndarray, max_mean_abs_px: float = 3.0) -> np.ndarray:
+    """Keep-mask of the redundant-pose filter of the simple-HigherHRNet project.
+
+    keypoints: (N, K, 2) frame pixels in parser order. A pose is dropped when
+    the mean over joints and both coordinates of its absolute difference to an
+    already kept pose is under ``max_mean_abs_px``. Returns (N,) bool.
+    """
+    keypoints = np.asarray(keypoints, dtype=np.float64)
+    keep = np.zeros(keypoints.shape[0], dtype=bool)
+    kept: list[int] = []
+    for i in range(keypoints.shape[0]):
+        if kept:
+            mean_abs = np.abs(keypoints[kept] - keypoints[i]).mean(axis=(1, 2))
+            if np.any(mean_abs < max_mean_abs_px):
+                continue
+        kept.append(i)
+        keep[i] = True
+    return keep
+
+
+def boxes_from_keypoints(keypoints: np.ndarray, keypoint_scores: np.ndarray) -> np.ndarray:
+    """(N, 4) float32 xyxy spanning each person's found joints (score > 0); zeros if none."""
+    keypoints = np.asarray(keypoints, dtype=np.float32)
+    found = np.asarray(keypoint_scores) > 0
+    boxes = np.zeros((keypoints.shape[0], 4), dtype=np.float32)
+    for i in range(keypoints.shape[0]):
+        if found[i].any():
+            pts = keypoints[i][found[i]]
+            boxes[i] = (*pts.min(axis=0), *pts.max(axis=0))
+    return boxes
+
+
+__all__ = [
+    "COCO_JOINT_ORDER", "NUM_KEYPOINTS", "ParserParams", "TopK", "ParseResult", "top_k", "match_by_tag",
+    "lap_assign", "adjust", "person_scores", "refine", "parse", "final_preds", "redundant_pose_mask",
+    "boxes_from_keypoints",
+]
