@@ -87,8 +87,9 @@ class Conv(nn.Module):
             return
         bn, conv = self.bn, self.conv
         scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
-        fused = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
-                          dilation=conv.dilation, groups=conv.groups, bias=True).to(conv.weight.device)
+        fused = nn.utils.skip_init(nn.Conv2d, conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride,
+                                   conv.padding, dilation=conv.dilation, groups=conv.groups, bias=True,
+                                   device=conv.weight.device, dtype=conv.weight.dtype)
         fused.weight.copy_(conv.weight * scale.view(-1, 1, 1, 1))
         conv_bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
         fused.bias.copy_((conv_bias - bn.running_mean) * scale + bn.bias)
@@ -282,7 +283,7 @@ class YoloV5Network(nn.Module):
         return self
 
     def load_yolov5_state_dict(self, state_dict: dict, source: str) -> None:
-        """Load yolov5-named weights; every missing or unexpected key is reported by name.
+        """Load yolov5-named weights (taking the tensors as they are); missing or unexpected keys are named.
 
         ``anchor_grid`` buffers of v1-v5-era files are derived data (anchors in
         pixels) and are skipped.
@@ -303,7 +304,7 @@ class YoloV5Network(nn.Module):
                       if tuple(state_dict[k].shape) != tuple(v.shape)]
         if mismatched:
             raise CheckpointError(f"{source}: weight shapes do not fit the architecture: {', '.join(mismatched[:3])}")
-        self.load_state_dict(state_dict, strict=True)
+        self.load_state_dict(state_dict, strict=True, assign=True)
 
 
 def _resolve_arg(value: Any, nc: int, anchors: Any) -> Any:
@@ -380,8 +381,9 @@ def _parse_layers(yaml: dict, ctx: _Context, strides: tuple[float, ...]) -> tupl
 
 def network_from_checkpoint(checkpoint: YoloV5Checkpoint) -> YoloV5Network:
     """Build the network a checkpoint describes and load its weights (float32, eval mode)."""
-    net = YoloV5Network(checkpoint.yaml, strides=checkpoint.strides, activation=checkpoint.activation,
-                        bn_eps=checkpoint.bn_eps)
+    with torch.device("meta"):  # no random init: every tensor comes from the checkpoint
+        net = YoloV5Network(checkpoint.yaml, strides=checkpoint.strides, activation=checkpoint.activation,
+                            bn_eps=checkpoint.bn_eps)
     state = dict(checkpoint.state_dict)
     anchors_key = f"model.{len(net.model) - 1}.anchors"
     state[anchors_key] = checkpoint.anchors

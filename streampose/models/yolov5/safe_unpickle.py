@@ -408,6 +408,8 @@ class RestrictedUnpickler(pickle.Unpickler):
         target = allowed_globals().get((module, name))
         if target is not None:
             return target
+        if module in ("__builtin__", "copy_reg"):  # protocol-2 spellings of Python 3 modules
+            module = {"__builtin__": "builtins", "copy_reg": "copyreg"}[module]
         if module.startswith(("models.", "utils.")):
             supported = ", ".join(n for names in YOLOV5_CLASSES.values() for n in names)
             raise CheckpointError(
@@ -416,6 +418,11 @@ class RestrictedUnpickler(pickle.Unpickler):
         raise CheckpointError(f"refused global '{module}.{name}' in {self._source}: {_NOT_PLAIN}")
 
     def persistent_load(self, pid: Any) -> Any:
+        if (isinstance(pid, tuple) and len(pid) == 4 and pid[0] == "module" and isinstance(pid[1], type)
+                and issubclass(pid[1], PickledObject)):
+            # Legacy files name each nn.Module class with its source text (for a
+            # "source changed" warning); the class already went through find_class.
+            return pid[1]
         if self._load_storage is None:
             raise CheckpointError(f"unexpected persistent id in {self._source}: {_NOT_PLAIN}")
         if not isinstance(pid, tuple) or not pid or pid[0] != "storage":
