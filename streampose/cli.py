@@ -178,7 +178,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         sinks = sink_specs(args.output, args.show, num_sources=len(args.source))
         if not sinks:
-            log.warning("no --output and no --show: frames are processed but nothing is written")
+            log.info("no --output and no --show: frames are processed, nothing is written")
         log.debug("pipeline %r (%s), %d source(s), %s", pipeline.name, pipeline.description or "no description",
                  len(args.source), "inline" if args.inline else "one process per stage")
         result = run_pipeline(pipeline, args.source, sinks, inline=args.inline, max_frames=args.max_frames,

@@ -119,6 +119,13 @@ class RecordStep(Step):
             self._file.close()
             self._file = None
 
+    def abort(self) -> None:
+        """Called instead of close() when the run failed."""
+        if self._file is not None:
+            self._write({"event": "aborted"})
+            self._file.close()
+            self._file = None
+
 
 @register_step("test_raise")
 class RaiseStep(Step):

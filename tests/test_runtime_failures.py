@@ -47,7 +47,7 @@ def test_raising_stage_stops_everything_names_it_with_traceback(tmp_path, inline
     assert "Traceback" in info.value.details and "boom from test_raise at frame 5" in info.value.details
     assert "steps_for_tests.py" in info.value.details  # the failing step's own frame is shown
     records = read_records(out)
-    assert records[-1]["event"] == "closed"  # the sink stage still closed its steps
+    assert records[-1]["event"] == "aborted"  # the sink stage aborted its steps (no half files published)
     assert all(f["index"] < 5 for f in frames_of(records, 0))
     _no_children_left()
 

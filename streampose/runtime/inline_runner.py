@@ -71,6 +71,7 @@ def run_inline(pipeline: PipelineConfig, stage_specs: list[list[dict]], sources:
             except Exception as e:
                 raise StageFailed(runner.name, traceback.format_exc()) from e
 
+    failed = True
     try:
         for runner in runners:
             try:
@@ -124,12 +125,13 @@ def run_inline(pipeline: PipelineConfig, stage_specs: list[list[dict]], sources:
             else:
                 wakeup.wait(0.1)
                 wakeup.clear()
+        failed = False
     finally:
         for reader in readers:
             reader.stop()
         close_errors = []
         for runner in runners:
-            close_errors += [(runner.name, step, e) for step, e in runner.close()]
+            close_errors += [(runner.name, step, e) for step, e in runner.close(failed=failed)]
         if progress is not None:
             progress.close()
         last = runners[-1]

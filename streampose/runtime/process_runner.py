@@ -63,7 +63,7 @@ def run_processes(pipeline: PipelineConfig, stage_specs: list[list[dict]], start
     """Run the pipeline over already-probed sources; see :func:`streampose.runtime.run_pipeline`."""
     ctx = mp.get_context("spawn")
     t_start = time.monotonic()
-    control = Control(ctx.Queue(), ctx.Event(), ctx.Event(), ctx.Event(),
+    control = Control(ctx.Queue(), ctx.Event(), ctx.Event(), ctx.Event(), ctx.Event(),
                       logging.getLogger().getEffectiveLevel())
     n_sources = len(starts)
     n_slots = default_ring_slots(pipeline)
@@ -99,7 +99,7 @@ def run_processes(pipeline: PipelineConfig, stage_specs: list[list[dict]], start
         failure = e
     finally:
         if failure is not None or any(c.process.exitcode is None for c in children if c.process.pid):
-            _abort(children, control, stats, result, progress)
+            _abort(children, control, stats, result, progress, failed=failure is not None)
         for ring in rings:
             ring.unlink()
             ring.close()
@@ -235,8 +235,14 @@ def _merge_stats(stats: RunStats, payload: dict) -> None:
 
 
 def _abort(children: list[_Child], control: Control, stats: RunStats, result: RunResult,
-           progress: ProgressBar | None) -> None:
-    """Stop every child now: ask, wait a short grace period, then kill what is left."""
+           progress: ProgressBar | None, failed: bool) -> None:
+    """Stop every child now: ask, wait a short grace period, then kill what is left.
+
+    failed: the run failed (sinks delete unfinished files) rather than being
+    stopped at once by a second signal (sinks finalize what they have).
+    """
+    if failed:
+        control.failed.set()
     control.abort.set()
     deadline = time.monotonic() + ABORT_GRACE_S
     alive = [c for c in children if c.process.pid is not None]

@@ -151,12 +151,19 @@ class StageRunner:
         self.last_done = now
         return []
 
-    def close(self) -> list[tuple[str, BaseException]]:
-        """Close every started step (each even if another fails); returns (step, error) pairs."""
+    def close(self, failed: bool = False) -> list[tuple[str, BaseException]]:
+        """Close every started step (each even if another fails); returns (step, error) pairs.
+
+        failed: the run failed, so steps that have an ``abort()`` (sinks that
+        would otherwise publish half-written files) get ``abort()`` instead.
+        """
         errors = []
         for step in self._started:
             try:
-                step.close()
+                if failed and callable(getattr(step, "abort", None)):
+                    step.abort()
+                else:
+                    step.close()
             except Exception as e:  # noqa: BLE001 - reported by the caller, others still close
                 errors.append((self._step_name(step), e))
         self._started = []

@@ -48,12 +48,14 @@ PROGRESS_EVERY_S = 0.25
 class Control:
     """Shared by the parent and every child: ctrl (child → parent messages),
     go (every stage has started its steps: captures may read), stop (graceful:
-    captures end their sources), abort (stop now)."""
+    captures end their sources), abort (stop now), failed (set before abort
+    when the run failed: sinks abort() instead of close())."""
 
     ctrl: Any
     go: Any
     stop: Any
     abort: Any
+    failed: Any
     log_level: int = logging.WARNING
 
 
@@ -119,7 +121,7 @@ def child_main(kind: str, config: CaptureConfig | StageConfig, control: Control)
         if kind == "capture":
             run_capture(config, control, should_abort, send)
         else:
-            run_stage(config, should_abort, send)
+            run_stage(config, control, should_abort, send)
     except Aborted:
         code = 0
     except UserError as e:
@@ -238,7 +240,7 @@ def _free_slot(free: Any, live: bool, control: Control, should_abort, stats: Sta
         stats.wait_out_s += time.monotonic() - t0
 
 
-def run_stage(cfg: StageConfig, should_abort, send) -> None:
+def run_stage(cfg: StageConfig, control: Control, should_abort, send) -> None:
     """Run a stage's steps over its input queue until every source has ended."""
     from ..config import import_step_modules
     from ..step import build_step
@@ -259,6 +261,7 @@ def run_stage(cfg: StageConfig, should_abort, send) -> None:
                          is_last=cfg.outq is None,
                          on_stop_request=lambda: send(("stop_requested", cfg.name)))
     last_progress = 0.0
+    failed = True
     try:
         runner.start()
         send(("started", cfg.name))
@@ -273,17 +276,19 @@ def run_stage(cfg: StageConfig, should_abort, send) -> None:
             if cfg.outq is None and now - last_progress >= PROGRESS_EVERY_S:
                 last_progress = now
                 send(("progress", cfg.name, sum(runner.frames_done.values())))
-    except BaseException as e:
-        # Report which step failed; closing (sinks finalize their files) still happens below.
-        if runner.current_step and not isinstance(e, Aborted):
-            log.debug("stage %r failed in step %r", cfg.name, runner.current_step)
+        failed = False
+    except Aborted:
+        # Stopped from outside: a failure elsewhere (sinks abort), or a forced stop (sinks finalize).
+        failed = control.failed.is_set() or not control.abort.is_set()
         raise
     finally:
-        close_errors = runner.close()
-        send(("stats", cfg.name, {
-            "stage": runner.stats, "latency": runner.latency,
-            "frames_done": {runner.source_names.get(k, str(k)): v for k, v in runner.frames_done.items()},
-            "first_capture": runner.first_capture, "last_done": runner.last_done}))
+        close_errors = runner.close(failed=failed)
+        payload: dict[str, Any] = {"stage": runner.stats}
+        if cfg.outq is None:  # the last stage knows what came out, and when
+            payload.update(
+                latency=runner.latency, first_capture=runner.first_capture, last_done=runner.last_done,
+                frames_done={runner.source_names.get(k, str(k)): v for k, v in runner.frames_done.items()})
+        send(("stats", cfg.name, payload))
         if cfg.outq is None:
             send(("progress", cfg.name, sum(runner.frames_done.values())))
     if close_errors:
