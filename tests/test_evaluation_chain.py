@@ -143,6 +143,17 @@ class StandInEstimator:
         return poses
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _one_torch_thread():
+    """One intra-op thread: on a shared 2-core machine two spinning threads make a forward 10x slower."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def coco_dir(shared_dir):
     return shared_dir / "coco"

@@ -147,14 +147,15 @@ def check_results(records: Sequence[Any], coco, source: str = "results") -> None
 
 
 def evaluate_keypoints(
-    gt_json: str | Path,
+    gt_json: Any,
     results: str | Path | Sequence[dict[str, Any]],
     *,
     image_ids: Sequence[int] | None = None,
 ) -> dict[str, float]:
     """COCO keypoint AP/AR of results against ground truth, by pycocotools.
 
-    gt_json: a person_keypoints annotation file; results: a results JSON
+    gt_json: a person_keypoints annotation file (or a ``COCO`` made from
+    one by :func:`load_ground_truth`); results: a results JSON
     path or a list of result records (see :mod:`.coco_results`); image_ids:
     evaluate on these images only (default all images of the annotations, as
     the official protocol: images without results count as misses).
@@ -165,7 +166,7 @@ def evaluate_keypoints(
     """
     from pycocotools.cocoeval import COCOeval
 
-    coco_gt = load_ground_truth(gt_json)
+    coco_gt = load_ground_truth(gt_json) if isinstance(gt_json, (str, Path)) else gt_json
     if isinstance(results, (str, Path)):
         source = f"results file {str(results)!r}"
         records = load_results(results)

@@ -87,6 +87,16 @@ class _CocoImage:
     path: Path
 
 
+def check_dataset(images_dir: str | Path, annotations_json: str | Path, max_images: int | None = None):
+    """Load the annotations and check the images are there (cheap: run it before loading models).
+
+    Returns (pycocotools COCO, the images to run). Raises UserError naming
+    the problem.
+    """
+    coco = load_ground_truth(annotations_json)
+    return coco, _image_list(images_dir, coco, max_images)
+
+
 def _image_list(images_dir: str | Path, coco, max_images: int | None) -> list[_CocoImage]:
     directory = Path(images_dir).expanduser()
     if not directory.is_dir():
@@ -195,8 +205,7 @@ def run_coco_evaluation(
     """
     if estimator_kind not in ("topdown", "bottomup"):
         raise ValueError(f"estimator_kind must be 'topdown' or 'bottomup', got {estimator_kind!r}")
-    coco = load_ground_truth(annotations_json)
-    images = _image_list(images_dir, coco, max_images)
+    coco, images = check_dataset(images_dir, annotations_json, max_images)
 
     detector: Any = None
     boxes: BoxesByImage | None = None
@@ -242,8 +251,8 @@ def run_coco_evaluation(
         if writer is not None:
             writer.close()
     seconds = time.perf_counter() - started
-    logger.info("%d images, %d boxes, %d people in %.1f s", len(images), num_boxes, len(results), seconds)
+    logger.debug("%d images, %d boxes, %d people in %.1f s", len(images), num_boxes, len(results), seconds)
     image_ids = [item.image_id for item in images] if max_images is not None else None
-    stats = evaluate_keypoints(annotations_json, results, image_ids=image_ids)
+    stats = evaluate_keypoints(coco, results, image_ids=image_ids)
     return CocoEvaluation(stats=stats, num_images=len(images), num_boxes=num_boxes, results=results,
                           results_path=writer.path if writer is not None else None, seconds=seconds)

@@ -1,0 +1,220 @@
+"""Pose estimators and detectors for evaluation, from a checkpoint or from a pipeline definition.
+
+- :func:`estimator_from_checkpoint`: an HRNet / SimDR checkpoint → the
+  library's :class:`~streampose.topdown.estimator.TopDownEstimator`;
+- :func:`detector_from_weights`: a YOLOv5 ``.pt`` or a YOLOX state dict
+  (``.pth``) → a detector with ``predict(image) -> Detections``;
+- :func:`steps_from_pipeline`: the pose (and detector) steps of a
+  ``pipelines/*.toml`` definition, with the CLI shortcuts applied, wrapped so
+  the runner can call them like estimators (:class:`StepPoseEstimator`,
+  :class:`StepDetector`). Any registered pose step works this way, e.g. the
+  MoveNet or HigherHRNet ones, without the evaluation knowing their classes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from ..errors import ConfigError, UserError
+from ..records import Detections, Frame, FramePacket, Poses
+
+EstimatorKind = Literal["topdown", "bottomup"]
+
+#: Registered pose step types that see whole frames (everything else with role "pose" is top-down).
+BOTTOM_UP_STEP_TYPES = frozenset({"higherhrnet_pose"})
+
+
+def checkpoint_kind(path: str | Path) -> EstimatorKind:
+    """Whether an HRNet-family checkpoint is top-down (HRNet, SimDR) or bottom-up (HigherHRNet).
+
+    Raises UserError / CheckpointError for a missing or unrecognised file.
+    """
+    from ..models.hrnet_checkpoints import identify, read_state_dict
+
+    spec = identify(read_state_dict(path), path)
+    return "bottomup" if spec.head.kind == "higherhrnet" else "topdown"
+
+
+def estimator_from_checkpoint(path: str | Path, *, flip_test: bool = True, device: str = "auto"):
+    """A top-down estimator for an HRNet / SimDR checkpoint; returns (estimator, "topdown").
+
+    A HigherHRNet checkpoint is bottom-up: evaluate it through a pipeline
+    with its pose step (``--pipeline``); this raises a UserError saying so.
+    """
+    from ..topdown.estimator import TopDownEstimator
+
+    if checkpoint_kind(path) == "bottomup":
+        raise UserError(f"{str(path)!r} is a bottom-up HigherHRNet checkpoint; evaluate it with --pipeline "
+                        "NAME (a pipeline whose pose step is higherhrnet_pose) and --pose-model")
+    return TopDownEstimator.from_checkpoint(path, flip_test=flip_test, device=device), "topdown"
+
+
+def detector_from_weights(path: str | Path, *, img_size: int | None = None, score_threshold: float | None = None,
+                          device: str = "auto"):
+    """A person detector from weights: a YOLOv5 checkpoint (``.pt``) or a converted YOLOX state dict.
+
+    img_size, score_threshold: None keeps the detector's own defaults.
+    """
+    from ..device import resolve_device
+
+    if Path(path).suffix == ".pt":
+        from ..models.yolov5.detector import YoloV5Detector
+
+        kwargs: dict[str, Any] = {"device": device}
+        if img_size is not None:
+            kwargs["img_size"] = img_size
+        if score_threshold is not None:
+            kwargs["conf_threshold"] = score_threshold
+        detector = YoloV5Detector.from_checkpoint(path, **kwargs)
+        return _DetectWrapper(detector)
+    from ..models.yolox_detector import YoloxDetector
+
+    return YoloxDetector.from_weights(path, img_size=img_size, score_threshold=score_threshold,
+                                      device=resolve_device(device))
+
+
+@dataclass
+class _DetectWrapper:
+    """``detect([image])[0]`` as ``predict(image)``."""
+
+    detector: Any
+
+    def predict(self, image: np.ndarray) -> Detections:
+        return self.detector.detect([image])[0]
+
+
+def _frame(image: np.ndarray, index: int, detections: Detections | None = None) -> Frame:
+    packet = FramePacket(source_id=0, source_name="coco-eval", index=index, pts_s=None,
+                         shape=tuple(image.shape), capture_time=time.monotonic(), detections=detections)
+    return Frame(packet, image)
+
+
+@dataclass
+class StepPoseEstimator:
+    """A started pose step called like an estimator.
+
+    Top-down: ``predict(image, xyxy, box_scores)`` puts the boxes in the
+    packet's detections (class 0, person) and returns the step's poses, which
+    must be one per box. Bottom-up: ``predict(image)``.
+    """
+
+    step: Any
+    kind: EstimatorKind
+    _index: int = field(default=0, init=False)
+
+    def predict(self, image: np.ndarray, xyxy: np.ndarray | None = None,
+                box_scores: np.ndarray | None = None) -> Poses:
+        detections = None
+        if self.kind == "topdown":
+            xyxy = np.asarray(xyxy, np.float32).reshape(-1, 4)
+            scores = np.ones(len(xyxy), np.float32) if box_scores is None else box_scores
+            detections = Detections(xyxy, scores, np.zeros(len(xyxy), np.int64))
+        frame = _frame(image, self._index, detections)
+        self._index += 1
+        self.step.process([frame])
+        poses = frame.packet.poses
+        if poses is None:
+            raise RuntimeError(f"pose step {self.step.type_name!r} left packet.poses unset")
+        return poses
+
+
+@dataclass
+class StepDetector:
+    """A started detector step called like a detector: ``predict(image) -> Detections``."""
+
+    step: Any
+    _index: int = field(default=0, init=False)
+
+    def predict(self, image: np.ndarray) -> Detections:
+        frame = _frame(image, self._index)
+        self._index += 1
+        self.step.process([frame])
+        if frame.packet.detections is None:
+            raise RuntimeError(f"detector step {self.step.type_name!r} left packet.detections unset")
+        return frame.packet.detections
+
+
+@dataclass
+class PipelineModels:
+    """The started steps of a pipeline wrapped for evaluation; ``close()`` them when done."""
+
+    pose: StepPoseEstimator
+    detector: StepDetector | None
+    steps: list[Any]
+
+    def close(self) -> None:
+        for step in reversed(self.steps):
+            step.close()
+
+
+def _has_option(cls: type, name: str) -> bool:
+    return name in {f.name for f in dataclasses.fields(cls.Options)}
+
+
+def steps_from_pipeline(name: str, *, pose_model: str | None = None, det_model: str | None = None,
+                        img_size: int | None = None, device: str | None = None, flip_test: bool = True,
+                        score_threshold: float | None = None, want_detector: bool = False) -> PipelineModels:
+    """Build and start the pose step (and, if asked, the detector step) of a pipeline definition.
+
+    pose_model, det_model, img_size, device: the CLI shortcuts (see
+    :func:`streampose.config.apply_overrides`); flip_test False sets the
+    pose step's ``flip_test`` option; score_threshold sets the detector
+    step's ``score_threshold`` / ``conf_threshold`` option. Raises
+    ConfigError when the pipeline lacks the step or the option.
+    """
+    from ..config import apply_overrides, load_pipeline, step_class
+    from ..step import build_step
+
+    config = apply_overrides(load_pipeline(name), device=device, det_model=det_model, pose_model=pose_model,
+                             img_size=img_size)
+    specs = [spec for stage in config.stages for spec in stage.steps]
+
+    def find(role: str) -> dict[str, Any] | None:
+        found = [s for s in specs if (cls := step_class(s)) is not None and cls.role == role]
+        return dict(found[0]) if found else None
+
+    pose_spec = find("pose")
+    if pose_spec is None:
+        raise ConfigError(f"pipeline {config.name!r} has no pose step to evaluate; pick one with a pose step")
+    pose_cls = step_class(pose_spec)
+    if not flip_test:
+        if not _has_option(pose_cls, "flip_test"):
+            raise ConfigError(f"--no-flip: pose step {pose_spec['type']!r} has no flip_test option")
+        pose_spec["flip_test"] = False
+    kind: EstimatorKind = "bottomup" if pose_spec["type"] in BOTTOM_UP_STEP_TYPES else "topdown"
+
+    det_spec = None
+    if want_detector and kind == "topdown":
+        det_spec = find("detector")
+        if det_spec is None:
+            raise ConfigError(f"--boxes detector: pipeline {config.name!r} has no detector step; "
+                              "give --det-model or pick a pipeline with one")
+        if score_threshold is not None:
+            det_cls = step_class(det_spec)
+            option = next((o for o in ("score_threshold", "conf_threshold") if _has_option(det_cls, o)), None)
+            if option is None:
+                raise ConfigError(f"--det-conf: detector step {det_spec['type']!r} has no score threshold option")
+            det_spec[option] = score_threshold
+
+    steps: list[Any] = []
+    try:
+        pose_step = build_step(pose_spec, key_path="pose step")
+        pose_step.start()
+        steps.append(pose_step)
+        detector = None
+        if det_spec is not None:
+            det_step = build_step(det_spec, key_path="detector step")
+            det_step.start()
+            steps.append(det_step)
+            detector = StepDetector(det_step)
+    except BaseException:
+        for step in reversed(steps):
+            step.close()
+        raise
+    return PipelineModels(StepPoseEstimator(pose_step, kind), detector, steps)
