@@ -6,6 +6,7 @@ import time
 from fractions import Fraction
 from pathlib import Path
 
+import cv2  # noqa: F401 - before av: see streampose.io.pyav
 import av
 import numpy as np
 

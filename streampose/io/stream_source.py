@@ -41,6 +41,7 @@ from ..errors import SourceError
 from ..records import StreamStart
 from .sources import Source, SourceOptions
 from .video_source import _reason, decode_video, to_bgr, video_rate
+from .pyav import load_av
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +83,7 @@ class StreamSource(Source):
 
     def _open_once(self) -> Any:
         """Open the container and decode its first frame; FFmpeg errors propagate."""
-        import av
+        av = load_av()
 
         # lavfi graphs do no I/O; ``realtime`` pacing must not count as a stalled read
         timeout = None if self._format == "lavfi" else (self._options.open_timeout_s, self._options.read_timeout_s)
@@ -104,7 +105,7 @@ class StreamSource(Source):
 
     def _connect_with_retries(self, lost: str | None) -> Any:
         """Connect (``lost`` None) or reconnect after ``lost``; the first frame, or SourceError."""
-        import av
+        av = load_av()
 
         options = self._options
         started = time.monotonic()
@@ -131,7 +132,7 @@ class StreamSource(Source):
                           f"({reason}); {self._hint}")
 
     def _describe(self, error: Exception, opening: bool) -> str:
-        import av
+        av = load_av()
 
         if isinstance(error, av.error.ExitError):
             limit = self._options.open_timeout_s if opening else self._options.read_timeout_s
@@ -139,7 +140,7 @@ class StreamSource(Source):
         return _reason(error)
 
     def frames(self) -> Iterator[tuple[np.ndarray, float | None]]:
-        import av
+        av = load_av()
 
         frame, self._first = self._first, None
         while frame is not None:

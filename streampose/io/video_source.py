@@ -22,6 +22,7 @@ import numpy as np
 from ..errors import SourceError
 from ..records import StreamStart
 from .sources import Source
+from .pyav import load_av
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +36,7 @@ def decode_video(container: Any, stream: Any, stats: dict[str, int], name: str) 
     Demuxing errors and PyAV timeouts (``av.error.ExitError``) propagate: for a
     file they mean truncation or corruption, for a stream a lost connection.
     """
-    import av
+    av = load_av()
 
     for packet in container.demux(stream):
         try:
@@ -68,7 +69,7 @@ class VideoFileSource(Source):
     live = False
 
     def __init__(self, spec: str, path: Path, source_id: int) -> None:
-        import av
+        av = load_av()
 
         self._spec = spec
         try:
@@ -98,7 +99,7 @@ class VideoFileSource(Source):
                                         frame_count=frame_count, live=False, audio_path=audio_path)
 
     def _next_frame(self) -> Any:
-        import av
+        av = load_av()
 
         try:
             return next(self._decoded, None)

@@ -32,6 +32,7 @@ import numpy as np
 
 from ..errors import SinkError
 from .atomic import discard, partial_path, publish
+from .pyav import load_av
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +67,7 @@ class VideoFileWriter:
 
     def __init__(self, path: Path, width: int, height: int, fps: float, preset: str = "veryfast",
                  crf: int = 23, audio_path: str | None = None) -> None:
-        import av
+        av = load_av()
 
         if width <= 0 or height <= 0:
             raise ValueError(f"video size must be positive, got {width}x{height}")
@@ -116,7 +117,7 @@ class VideoFileWriter:
         return stream
 
     def _open_audio(self, audio_path: str) -> None:
-        import av
+        av = load_av()
 
         try:
             source = av.open(audio_path, mode="r")
@@ -138,7 +139,7 @@ class VideoFileWriter:
         self._audio_next = self._next_audio_packet()
 
     def _next_audio_packet(self) -> Any:
-        import av
+        av = load_av()
 
         try:
             for packet in self._audio_packets:
@@ -176,7 +177,7 @@ class VideoFileWriter:
 
     def write(self, image: np.ndarray, pts_s: float | None) -> None:
         """Encode one BGR uint8 (H, W, 3) frame shown at ``pts_s`` seconds (None: next at the nominal rate)."""
-        import av
+        av = load_av()
 
         time_s = self._timestamp_s(pts_s)
         tick = max(round(time_s / self._tick), self._last_tick + 1)
@@ -221,7 +222,7 @@ class VideoFileWriter:
         discard(self._partial)
 
     def _close_quietly(self) -> None:
-        import av
+        av = load_av()
 
         try:
             self._container.close()
