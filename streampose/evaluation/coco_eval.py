@@ -206,10 +206,11 @@ def _load_detections(coco_gt, records: list[dict[str, Any]]):
 
 
 def format_stats(stats: dict[str, float]) -> str:
-    """The stats as a two-column text table, one line per stat."""
+    """The stats as a two-column text table, one line per stat ("n/a" where COCOeval gives -1)."""
     width = max(len(label) for label in _STAT_LABELS.values())
     lines = [f"{'metric':<{width}}  value"]
     for name in STAT_NAMES:
         if name in stats:
-            lines.append(f"{_STAT_LABELS[name]:<{width}}  {stats[name]:.3f}")
+            value = "  n/a" if stats[name] == -1 else f"{stats[name]:.3f}"
+            lines.append(f"{_STAT_LABELS[name]:<{width}}  {value}")
     return "\n".join(lines)
