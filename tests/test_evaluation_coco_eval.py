@@ -44,7 +44,7 @@ def test_known_answer_from_records_and_round_trip(known, tmp_path):
     table = format_stats(evaluate_keypoints(gt, out))
     assert "0.505" in table and len(table.splitlines()) == 11
     assert format_stats({"AP": 0.25, "APm": -1.0}).splitlines()[1:] == [
-        "AP @[OKS=0.50:0.95 | all]       0.250", "AP @[OKS=0.50:0.95 | medium]    n/a"]
+        "AP @[OKS=0.50:0.95 | all]     0.250", "AP @[OKS=0.50:0.95 | medium]    n/a"]
 
 
 def test_subset_and_empty_results(known):
