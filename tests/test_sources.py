@@ -147,9 +147,13 @@ def test_lavfi_is_a_paced_live_source():
 
 
 def test_http_media_file_is_read_like_a_video_file(tmp_path):
-    path = make_video(tmp_path / "remote.mp4", frames=15, fps=10)
-    handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
-    handler.log_message = lambda *a: None
+    make_video(tmp_path / "remote.mp4", frames=15, fps=10)
+
+    class QuietHandler(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args) -> None:
+            pass
+
+    handler = partial(QuietHandler, directory=str(tmp_path))
     with http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler) as server:
         threading.Thread(target=server.serve_forever, daemon=True).start()
         try:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import SinkError, StopRequested
+from ..errors import StopRequested
 from ..records import EndOfStream, Frame, StreamStart
 from ..step import Step, register_step
 

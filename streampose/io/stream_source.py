@@ -84,7 +84,6 @@ class StreamSource(Source):
     def _open_once(self) -> Any:
         """Open the container and decode its first frame; FFmpeg errors propagate."""
         av = load_av()
-
         # lavfi graphs do no I/O; ``realtime`` pacing must not count as a stalled read
         timeout = None if self._format == "lavfi" else (self._options.open_timeout_s, self._options.read_timeout_s)
         container = av.open(self._url, mode="r", format=self._format, options=self._av_options, timeout=timeout)
@@ -106,10 +105,10 @@ class StreamSource(Source):
     def _connect_with_retries(self, lost: str | None) -> Any:
         """Connect (``lost`` None) or reconnect after ``lost``; the first frame, or SourceError."""
         av = load_av()
-
         options = self._options
         started = time.monotonic()
         attempts = 1 + options.reconnect_attempts
+        reason = ""
         for attempt in range(attempts):
             if attempt:
                 delay = options.backoff_s(attempt)
@@ -133,15 +132,15 @@ class StreamSource(Source):
 
     def _describe(self, error: Exception, opening: bool) -> str:
         av = load_av()
-
-        if isinstance(error, av.error.ExitError):
-            limit = self._options.open_timeout_s if opening else self._options.read_timeout_s
-            return f"no data within {limit:g} s"
+        if isinstance(error, av.error.ExitError):  # PyAV's timeout interrupted FFmpeg
+            if opening:
+                return (f"no answer within the timeouts (open {self._options.open_timeout_s:g} s, "
+                        f"read {self._options.read_timeout_s:g} s)")
+            return f"no data within {self._options.read_timeout_s:g} s"
         return _reason(error)
 
     def frames(self) -> Iterator[tuple[np.ndarray, float | None]]:
         av = load_av()
-
         frame, self._first = self._first, None
         while frame is not None:
             self._stats["frames_decoded"] += 1

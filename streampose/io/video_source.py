@@ -37,7 +37,6 @@ def decode_video(container: Any, stream: Any, stats: dict[str, int], name: str) 
     file they mean truncation or corruption, for a stream a lost connection.
     """
     av = load_av()
-
     for packet in container.demux(stream):
         try:
             frames = packet.decode()
@@ -70,7 +69,6 @@ class VideoFileSource(Source):
 
     def __init__(self, spec: str, path: Path, source_id: int) -> None:
         av = load_av()
-
         self._spec = spec
         try:
             self._container = av.open(str(path), mode="r")
@@ -100,7 +98,6 @@ class VideoFileSource(Source):
 
     def _next_frame(self) -> Any:
         av = load_av()
-
         try:
             return next(self._decoded, None)
         except av.error.FFmpegError as e:

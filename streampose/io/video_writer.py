@@ -68,7 +68,6 @@ class VideoFileWriter:
     def __init__(self, path: Path, width: int, height: int, fps: float, preset: str = "veryfast",
                  crf: int = 23, audio_path: str | None = None) -> None:
         av = load_av()
-
         if width <= 0 or height <= 0:
             raise ValueError(f"video size must be positive, got {width}x{height}")
         self.path = path
@@ -118,7 +117,6 @@ class VideoFileWriter:
 
     def _open_audio(self, audio_path: str) -> None:
         av = load_av()
-
         try:
             source = av.open(audio_path, mode="r")
         except av.error.FFmpegError as e:
@@ -140,7 +138,6 @@ class VideoFileWriter:
 
     def _next_audio_packet(self) -> Any:
         av = load_av()
-
         try:
             for packet in self._audio_packets:
                 if packet.dts is not None and packet.size:  # skip the demuxer's empty flush packet
@@ -178,7 +175,6 @@ class VideoFileWriter:
     def write(self, image: np.ndarray, pts_s: float | None) -> None:
         """Encode one BGR uint8 (H, W, 3) frame shown at ``pts_s`` seconds (None: next at the nominal rate)."""
         av = load_av()
-
         time_s = self._timestamp_s(pts_s)
         tick = max(round(time_s / self._tick), self._last_tick + 1)
         self._mux_audio_until(time_s)
@@ -223,7 +219,6 @@ class VideoFileWriter:
 
     def _close_quietly(self) -> None:
         av = load_av()
-
         try:
             self._container.close()
         except (av.error.FFmpegError, OSError, AttributeError) as e:  # the file is being thrown away
