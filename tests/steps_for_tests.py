@@ -5,7 +5,8 @@ Pipelines in tests name this file in ``step_modules`` (and the runtime's
 
 Generated source spec: ``gen?n=20&w=64&h=48`` with optional ``fps=30``
 (pace frames in real time), ``live=1`` (announce a live source), ``mixed=1``
-(every odd frame is half size), ``fail_at=K`` (SourceError at frame K).
+(every odd frame is half size), ``fail_at=K`` (SourceError at frame K),
+``hang_at=K&hang_s=S`` (block S seconds before frame K, like a stalled stream).
 Each frame carries its index: pixel (0, 0) holds ``(index // 256, index % 256, 7)``.
 """
 
@@ -45,6 +46,8 @@ class GeneratedSource:
         self.live = query.get("live") == "1"
         self.mixed = query.get("mixed") == "1"
         self.fail_at = int(query["fail_at"]) if "fail_at" in query else None
+        self.hang_at = int(query["hang_at"]) if "hang_at" in query else None
+        self.hang_s = float(query.get("hang_s", 1.0))
         self.stats = {"generated": 0}
         self.start_event = StreamStart(source_id, spec, self.w, self.h, self.fps or 25.0,
                                        None if self.live else self.n, self.live)
@@ -54,6 +57,9 @@ class GeneratedSource:
         for i in range(self.n):
             if self.fail_at is not None and i == self.fail_at:
                 raise SourceError(f"generated source failed at frame {i}")
+            if self.hang_at is not None and i == self.hang_at:
+                time.sleep(self.hang_s)
+                t0 += self.hang_s
             if self.fps:
                 delay = t0 + i / self.fps - time.monotonic()
                 if delay > 0:
@@ -103,7 +109,7 @@ class RecordStep(Step):
         for f in frames:
             p = f.packet
             row = {"event": "frame", "source": p.source_id, "index": p.index, "tag": frame_tag(f.image),
-                   "shape": list(f.image.shape), "slot": p.slot, "batch": len(frames)}
+                   "shape": list(f.image.shape), "slot": p.slot, "batch": len(frames), "t": time.monotonic()}
             if self.options.checksum:
                 row["crc"] = zlib.crc32(np.ascontiguousarray(f.image).data)
             self._write(row)

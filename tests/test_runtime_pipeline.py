@@ -119,3 +119,18 @@ def test_slow_consumer_live_drops_and_counts_offline_drops_nothing(tmp_path, liv
         assert indexes[-1] == n - 1  # the newest frame is the one that got through
     else:
         assert stats.dropped == 0 and indexes == list(range(n))
+
+
+def test_a_stalled_live_source_does_not_stall_the_others(tmp_path):
+    out = tmp_path / "rec.jsonl"
+    p = pipeline(("render", [{"type": "draw"}]), ("sink", [{"type": "test_record", "path": str(out)}]))
+    stalled = "gen?n=6&fps=50&live=1&hang_at=3&hang_s=2.5"
+    result = run_pipeline(p, [stalled, "gen?n=30&fps=50"], opener=OPENER, progress=False)
+    records = read_records(out)
+    hung, steady = frames_of(records, 0), frames_of(records, 1)
+    assert [f["index"] for f in steady] == list(range(30))
+    after = [f for f in hung if f["index"] >= 3]  # live: a stale frame may be dropped, the last never
+    assert after and after[-1]["index"] == 5
+    # the steady source went through completely while the live one was stalled before its frame 3
+    assert steady[-1]["t"] < after[0]["t"] - 1.0
+    assert result.exit_code == 0

@@ -57,32 +57,34 @@ def run_pipeline(pipeline: PipelineConfig, sources: list[str], sinks: list[dict[
     import_step_modules(pipeline.step_modules)
     open_source = resolve_callable(opener, "source opener")
 
-    with StopSignals(handle_signals) as signals:
-        opened = []
-        try:
-            for i, spec in enumerate(sources):
-                opened.append(open_source(spec, i, source_options))
-        except BaseException:
-            for src in opened:
-                src.close()
-            raise
-        starts = []
-        for i, src in enumerate(opened):
-            start = src.start_event
-            if start.source_id != i:
-                start = dataclasses.replace(start, source_id=i)
-            starts.append(start)
-        total = None
-        if all(not s.live and s.frame_count for s in starts):
-            total = sum(min(s.frame_count, max_frames or s.frame_count) for s in starts)
-        bar = ProgressBar(total, enabled=progress) if progress is not False else None
-        if inline:
-            from .inline_runner import run_inline
-
-            return run_inline(pipeline, stage_specs, opened, starts, max_frames, bar, signals)
+    # Opening may take a while (a stream's retries): Ctrl-C here is a plain KeyboardInterrupt.
+    opened = []
+    try:
+        for i, spec in enumerate(sources):
+            opened.append(open_source(spec, i, source_options))
+    except BaseException:
         for src in opened:
             src.close()
-        from .process_runner import run_processes
+        raise
+    starts = []
+    for i, src in enumerate(opened):
+        start = src.start_event
+        if start.source_id != i:
+            start = dataclasses.replace(start, source_id=i)
+        starts.append(start)
+    total = None
+    if all(not s.live and s.frame_count for s in starts):
+        total = sum(min(s.frame_count, max_frames or s.frame_count) for s in starts)
+    bar = ProgressBar(total, enabled=progress) if progress is not False else None
+    if inline:
+        from .inline_runner import run_inline
 
+        with StopSignals(handle_signals) as signals:
+            return run_inline(pipeline, stage_specs, opened, starts, max_frames, bar, signals)
+    for src in opened:
+        src.close()
+    from .process_runner import run_processes
+
+    with StopSignals(handle_signals) as signals:
         return run_processes(pipeline, stage_specs, starts, list(sources), opener, source_options,
                              max_frames, bar, signals)
