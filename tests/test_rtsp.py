@@ -197,6 +197,17 @@ def test_hung_server_is_detected_by_the_read_timeout(server, caplog):
     assert stats["reconnects"] == 1 and collector.error is None
 
 
+def test_hung_server_at_open_is_a_source_error_after_its_retries(server):
+    server.pause()
+    options = SourceOptions(**{**OPTIONS, "open_timeout_s": 1.0, "reconnect_attempts": 1})
+    started = time.monotonic()
+    with pytest.raises(SourceError, match=r"unreachable after 2 attempts \(no answer within the timeouts"):
+        open_source(server.url, 0, options)
+    elapsed = time.monotonic() - started
+    print(f"\nRTSP hung at open: SourceError after {elapsed:.2f} s (2 attempts, open timeout 1 s, backoff 0.1 s)")
+    assert elapsed < 10
+
+
 def test_server_gone_for_good_ends_the_source_after_its_retries(server):
     options = SourceOptions(**{**OPTIONS, "reconnect_attempts": 3, "backoff_max_s": 0.4})
     collector = Collector(open_source(server.url, 0, options))

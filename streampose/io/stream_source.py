@@ -115,11 +115,12 @@ class StreamSource(Source):
                 log.warning("%s: %s; retry %d/%d in %.1f s", self._spec, reason, attempt,
                             options.reconnect_attempts, delay)
                 time.sleep(delay)
+            tried = time.monotonic()
             try:
                 first = self._open_once()
             except av.error.FFmpegError as e:
                 self._stats["connect_failures"] += 1
-                reason = self._describe(e, opening=True)
+                reason = self._describe(e, opening=True, waited_s=time.monotonic() - tried)
                 continue
             if lost is not None:
                 self._stats["reconnects"] += 1
@@ -130,13 +131,17 @@ class StreamSource(Source):
         raise SourceError(f"{self._kind} {self._spec!r} {what} after {attempts} attempt{'s' * (attempts > 1)} "
                           f"({reason}); {self._hint}")
 
-    def _describe(self, error: Exception, opening: bool) -> str:
+    def _describe(self, error: Exception, opening: bool, waited_s: float = 0.0) -> str:
+        """A short reason for a failed connection or read."""
         av = load_av()
-        if isinstance(error, av.error.ExitError):  # PyAV's timeout interrupted FFmpeg
-            if opening:
-                return (f"no answer within the timeouts (open {self._options.open_timeout_s:g} s, "
-                        f"read {self._options.read_timeout_s:g} s)")
-            return f"no data within {self._options.read_timeout_s:g} s"
+        options = self._options
+        if opening:
+            # An interrupted RTSP handshake comes back as "invalid data", not as PyAV's ExitError.
+            if isinstance(error, av.error.ExitError) or waited_s >= 0.95 * options.open_timeout_s:
+                return (f"no answer within the timeouts (open {options.open_timeout_s:g} s, "
+                        f"read {options.read_timeout_s:g} s)")
+        elif isinstance(error, av.error.ExitError):  # PyAV's read timeout interrupted FFmpeg
+            return f"no data within {options.read_timeout_s:g} s"
         return _reason(error)
 
     def frames(self) -> Iterator[tuple[np.ndarray, float | None]]:
