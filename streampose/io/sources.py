@@ -78,6 +78,8 @@ class SourceOptions:
             types, what = _FIELD_KINDS[str(f.type)]
             if isinstance(value, bool) or not isinstance(value, types):
                 raise ValueError(f"{f.name} must be {what}, got {value!r}")
+            if str(f.type) == "float":
+                setattr(self, f.name, float(value))
         _positive("open_timeout_s", self.open_timeout_s)
         _positive("read_timeout_s", self.read_timeout_s)
         _positive("backoff_initial_s", self.backoff_initial_s)
