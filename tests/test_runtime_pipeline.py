@@ -1,5 +1,6 @@
 """The runtime end to end on generated sources: inline and process runners agree,
-order and completeness, batching, several sources, mixed sizes, live vs offline policy."""
+order and completeness, batching, several sources, mixed sizes, a failing or stalled source.
+(Live vs offline policy with a slow consumer: test_runtime_media.py, on real sources.)"""
 
 from __future__ import annotations
 
@@ -102,29 +103,10 @@ def test_unknown_source_fails_before_anything_starts(tmp_path):
     assert not out.exists()  # no stage ever started
 
 
-@pytest.mark.parametrize("live", [True, False], ids=["live", "offline"])
-def test_slow_consumer_live_drops_and_counts_offline_drops_nothing(tmp_path, live):
-    out = tmp_path / "rec.jsonl"
-    n = 40
-    p = pipeline(("slow", [{"type": "test_sleep", "seconds": 0.03}]),
-                 ("sink", [{"type": "test_record", "path": str(out)}]))
-    spec = f"gen?n={n}&w=64&h=48&fps=200" + ("&live=1" if live else "")
-    result = run_pipeline(p, [spec], opener=OPENER, progress=False)
-    indexes = [f["index"] for f in frames_of(read_records(out), 0)]
-    stats = result.stats
-    assert indexes == sorted(indexes) and len(set(indexes)) == len(indexes)  # in order, never twice
-    if live:
-        assert stats.dropped > 0 and len(indexes) < n // 2
-        assert stats.dropped + len(indexes) == n  # every frame is either delivered or counted as dropped
-        assert indexes[-1] == n - 1  # the newest frame is the one that got through
-    else:
-        assert stats.dropped == 0 and indexes == list(range(n))
-
-
 def test_a_stalled_live_source_does_not_stall_the_others(tmp_path):
     out = tmp_path / "rec.jsonl"
     p = pipeline(("render", [{"type": "draw"}]), ("sink", [{"type": "test_record", "path": str(out)}]))
-    stalled = "gen?n=6&fps=50&live=1&hang_at=3&hang_s=2.5"
+    stalled = "gen?n=6&fps=50&live=1&hang_at=3&hang_s=1.5"
     result = run_pipeline(p, [stalled, "gen?n=30&fps=50"], opener=OPENER, progress=False)
     records = read_records(out)
     hung, steady = frames_of(records, 0), frames_of(records, 1)
@@ -132,5 +114,5 @@ def test_a_stalled_live_source_does_not_stall_the_others(tmp_path):
     after = [f for f in hung if f["index"] >= 3]  # live: a stale frame may be dropped, the last never
     assert after and after[-1]["index"] == 5
     # the steady source went through completely while the live one was stalled before its frame 3
-    assert steady[-1]["t"] < after[0]["t"] - 1.0
+    assert steady[-1]["t"] < after[0]["t"] - 0.3
     assert result.exit_code == 0
