@@ -1,0 +1,205 @@
+"""MoveNet SinglePose (Lightning) in PyTorch: MobileNetV2 + FPN + CenterNet-style heads.
+
+The network is reconstructed from Google's TFLite release
+(``movenet_singlepose_lightning`` v4, Apache-2.0; model card:
+https://storage.googleapis.com/movenet/MoveNet.SinglePose%20Model%20Card.pdf):
+the operators and tensors of that graph give
+
+- input: RGB, normalised in-graph as ``x / 127.5 - 1``;
+- backbone: Keras MobileNetV2 (width 1.0, ReLU6, TF "SAME" padding, which
+  pads stride-2 convolutions on the bottom/right only), tapped after
+  block_2 (stride 4), block_5 (8), block_9 (16) and the final 1280-channel
+  1x1 convolution (32);
+- neck: an FPN: 1x1 lateral convolutions, bilinear 2x upsampling
+  (half-pixel centres), add, then a separable 3x3 convolution with ReLU;
+- four heads on the stride-4 map, each a separable 3x3 convolution to 96
+  channels with ReLU and a 1x1 output convolution: person centre (1,
+  sigmoid), keypoint heatmaps (17, sigmoid), keypoint offsets (17 x (dy, dx))
+  and keypoint regression from the centre (17 x (dy, dx)).
+
+Batch norm is folded into the convolutions in the release, so every
+convolution here has a bias. ``MoveNetNet.forward`` returns the four head
+maps; the graph's own decoding is :mod:`streampose.models.movenet_decode`,
+and :class:`MoveNetSinglePose` chains both to give what the TFLite model
+outputs: ``(B, 17, 3)`` rows of (y, x, score), y and x in [0, 1] of the input.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+@dataclass(frozen=True)
+class MoveNetSpec:
+    """A MoveNet single-pose variant: square input size and keypoint count."""
+
+    input_size: int = 192
+    num_keypoints: int = 17
+    head_channels: int = 96
+
+
+VARIANTS: dict[str, MoveNetSpec] = {"lightning": MoveNetSpec(input_size=192)}
+
+# MobileNetV2 inverted-residual settings (expansion t, channels c, repeats n, first stride s),
+# Sandler et al. 2018, Table 2.
+_MOBILENET_V2 = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1),
+                 (6, 160, 3, 2), (6, 320, 1, 1))
+# Blocks whose outputs feed the FPN (strides 4, 8, 16).
+_TAPS = (2, 5, 9)
+
+
+class TFSameConv(nn.Conv2d):
+    """Conv2d with TensorFlow "SAME" padding (extra row/column at the bottom/right)."""
+
+    def __init__(self, in_ch: int, out_ch: int, kernel: int, stride: int = 1, groups: int = 1) -> None:
+        super().__init__(in_ch, out_ch, kernel, stride, padding=0, groups=groups, bias=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        k, s = self.kernel_size[0], self.stride[0]
+        if k > 1 or s > 1:
+            pads = []
+            for size in (x.shape[-1], x.shape[-2]):
+                total = max((math.ceil(size / s) - 1) * s + k - size, 0)
+                pads += [total // 2, total - total // 2]
+            x = F.pad(x, pads)
+        return super().forward(x)
+
+
+class ConvAct(nn.Module):
+    """TF-padded convolution followed by an optional activation ("relu6", "relu" or "")."""
+
+    def __init__(self, in_ch: int, out_ch: int, kernel: int = 1, stride: int = 1, groups: int = 1,
+                 act: str = "") -> None:
+        super().__init__()
+        self.conv = TFSameConv(in_ch, out_ch, kernel, stride, groups)
+        self.act = {"relu6": nn.ReLU6(inplace=True), "relu": nn.ReLU(inplace=True), "": nn.Identity()}[act]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.conv(x))
+
+
+class InvertedResidual(nn.Module):
+    """MobileNetV2 block: 1x1 expand (ReLU6), 3x3 depthwise (ReLU6), linear 1x1 project."""
+
+    def __init__(self, in_ch: int, out_ch: int, stride: int, expansion: int) -> None:
+        super().__init__()
+        hidden = in_ch * expansion
+        self.expand = ConvAct(in_ch, hidden, 1, act="relu6") if expansion != 1 else nn.Identity()
+        self.depthwise = ConvAct(hidden, hidden, 3, stride, groups=hidden, act="relu6")
+        self.project = ConvAct(hidden, out_ch, 1)
+        self.residual = stride == 1 and in_ch == out_ch
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.project(self.depthwise(self.expand(x)))
+        return x + y if self.residual else y
+
+
+class MobileNetV2Features(nn.Module):
+    """Returns feature maps at strides 4, 8, 16 and 32 (24, 32, 64 and 1280 channels)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = ConvAct(3, 32, 3, 2, act="relu6")
+        blocks, in_ch = [], 32
+        for t, c, n, s in _MOBILENET_V2:
+            for i in range(n):
+                blocks.append(InvertedResidual(in_ch, c, s if i == 0 else 1, t))
+                in_ch = c
+        self.blocks = nn.ModuleList(blocks)
+        self.last = ConvAct(in_ch, 1280, 1, act="relu6")
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        x = self.stem(x)
+        taps = []
+        for i, block in enumerate(self.blocks):
+            x = block(x)
+            if i in _TAPS:
+                taps.append(x)
+        taps.append(self.last(x))
+        return taps
+
+
+class SeparableConv(nn.Module):
+    """Depthwise 3x3 (linear) then pointwise 1x1 with ReLU, as Keras SeparableConv2D."""
+
+    def __init__(self, in_ch: int, out_ch: int) -> None:
+        super().__init__()
+        self.depthwise = ConvAct(in_ch, in_ch, 3, groups=in_ch)
+        self.pointwise = ConvAct(in_ch, out_ch, 1, act="relu")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pointwise(self.depthwise(x))
+
+
+class FPN(nn.Module):
+    """Top-down merge of the four backbone maps into one stride-4, 24-channel map."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lateral = nn.ModuleList([ConvAct(24, 24), ConvAct(32, 32), ConvAct(64, 64), ConvAct(1280, 64)])
+        self.smooth = nn.ModuleList([SeparableConv(24, 24), SeparableConv(32, 24), SeparableConv(64, 32)])
+
+    def forward(self, feats: list[torch.Tensor]) -> torch.Tensor:
+        x = self.lateral[3](feats[3])
+        for level in (2, 1, 0):
+            lateral = self.lateral[level](feats[level])
+            x = F.interpolate(x, size=lateral.shape[-2:], mode="bilinear", align_corners=False)
+            x = self.smooth[level](x + lateral)
+        return x
+
+
+class Head(nn.Module):
+    def __init__(self, in_ch: int, hidden: int, out_ch: int) -> None:
+        super().__init__()
+        self.hidden = SeparableConv(in_ch, hidden)
+        self.out = ConvAct(hidden, out_ch)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(self.hidden(x))
+
+
+class MoveNetNet(nn.Module):
+    """(B, 3, S, S) RGB 0-255 → centre (B, 1, S/4, S/4) and keypoint heatmaps (B, K, ., .),
+    both after sigmoid, offsets and regression (B, 2K, ., .) in heatmap cells, (dy, dx) per keypoint.
+    """
+
+    def __init__(self, spec: MoveNetSpec = VARIANTS["lightning"]) -> None:
+        super().__init__()
+        self.spec = spec
+        k, hidden = spec.num_keypoints, spec.head_channels
+        self.backbone = MobileNetV2Features()
+        self.fpn = FPN()
+        self.center = Head(24, hidden, 1)
+        self.keypoint_heatmap = Head(24, hidden, k)
+        self.keypoint_offset = Head(24, hidden, 2 * k)
+        self.keypoint_regress = Head(24, hidden, 2 * k)
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        x = self.fpn(self.backbone((images - 127.0) / 127.5))
+        return (self.center(x).sigmoid(), self.keypoint_heatmap(x).sigmoid(),
+                self.keypoint_offset(x), self.keypoint_regress(x))
+
+
+class MoveNetSinglePose(nn.Module):
+    """Network plus in-graph decoding: (B, 3, S, S) RGB 0-255 → (B, K, 3) (y, x, score), y/x in [0, 1]."""
+
+    def __init__(self, net: MoveNetNet) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        from .movenet_decode import decode_single_pose
+
+        return decode_single_pose(*self.net(images))
+
+
+def build_movenet(variant: str = "lightning") -> MoveNetNet:
+    """A MoveNet network of a named variant (see ``VARIANTS``), randomly initialised."""
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown MoveNet variant {variant!r}; known: {sorted(VARIANTS)}")
+    return MoveNetNet(VARIANTS[variant])
