@@ -16,6 +16,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import sys
+import warnings
 from pathlib import Path
 
 import cv2
@@ -57,10 +58,12 @@ def crops(shared_dir) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-@pytest.mark.filterwarnings("ignore:.*experimental_preserve_all_tensors")
 def interpreter(shared_dir):
     litert = pytest.importorskip("ai_edge_litert.interpreter")
-    it = litert.Interpreter(model_path=str(shared_dir / "weights" / TFLITE), experimental_preserve_all_tensors=True)
+    with warnings.catch_warnings():  # keeping intermediate tensors is what the per-layer test needs
+        warnings.simplefilter("ignore", UserWarning)
+        it = litert.Interpreter(model_path=str(shared_dir / "weights" / TFLITE),
+                                experimental_preserve_all_tensors=True)
     it.allocate_tensors()
     return it
 
