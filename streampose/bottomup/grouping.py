@@ -26,9 +26,9 @@ is deterministic:
 - **refine**: each missing joint is taken at the argmax of
   ``heatmap - round(|tag - person mean tag|)`` (first maximum in row-major
   order) with the same quarter-pixel offset. The argmax is found by a
-  branch-and-bound over 16x16 tiles (tile maximum of the heatmap and bounding
-  box of the tags give an upper bound per tile), which returns exactly the
-  full-map argmax but touches few pixels.
+  branch-and-bound over 16x16 tiles (tiles visited by decreasing heatmap
+  maximum; the tags' bounding box in a tile bounds its distance term), which
+  returns exactly the full-map argmax but touches few pixels.
 
 Arrays: ``det`` (J, H, W) float32 heatmaps, ``tag`` (J, H, W, D) float32 tags
 (D = 1 without flip, 2 with flip test, more with several scales), both at the
@@ -232,10 +232,14 @@ def _heap_topk(values, k, out_val, out_ind):
             if parent == 0:
                 break
             parent -= 1
+    front = hv[0]
+    front_is_nan = np.isnan(front)
     for idx in range(k, n):
         v = values[idx]
-        if _heap_less(v, hv[0]):
+        if v > front or (v != v and not front_is_nan):  # _heap_less(v, front)
             _adjust_heap(hv, hi, 0, k, v, idx)
+            front = hv[0]
+            front_is_nan = np.isnan(front)
     length = k
     while length > 1:  # std::sort_heap
         _pop_heap(hv, hi, length)
@@ -246,31 +250,73 @@ def _heap_topk(values, k, out_val, out_ind):
 
 
 @njit(cache=True, error_model="numpy")
-def _window_max_nms(det_j, pad, out):
-    """out = det_j where det_j equals its (2 pad + 1)^2 window maximum, else 0 * det_j."""
+def _window_max_nms(det_j, pad, out, row_max):
+    """out = det_j where det_j equals its (2 pad + 1)^2 window maximum, else 0 * det_j.
+
+    max_pool2d semantics: the window is clipped at the border and a NaN in it
+    wins. Maps without NaN take two separable passes; clamping the offsets
+    into the map repeats border pixels, which leaves a maximum unchanged.
+    """
     height, width = det_j.shape
-    row_max = np.empty((height, width), np.float32)
+    nan_count = 0
+    for y in range(height):
+        for x in range(width):
+            nan_count += det_j[y, x] != det_j[y, x]
+    if nan_count > 0:
+        _window_max_nms_nan(det_j, pad, out)
+        return
+    for y in range(height):
+        row = det_j[y]
+        rm = row_max[y]
+        if pad == 2 and width >= 5:
+            for x in range(2, width - 2):
+                rm[x] = max(max(row[x - 2], row[x - 1]), max(row[x], max(row[x + 1], row[x + 2])))
+            for x in (0, 1, width - 2, width - 1):
+                rm[x] = max(max(row[max(x - 2, 0)], row[max(x - 1, 0)]),
+                            max(row[x], max(row[min(x + 1, width - 1)], row[min(x + 2, width - 1)])))
+        else:
+            for x in range(width):
+                m = row[x]
+                for k in range(1, pad + 1):
+                    m = max(m, max(row[max(x - k, 0)], row[min(x + k, width - 1)]))
+                rm[x] = m
+    for y in range(height):
+        row = det_j[y]
+        base = y * width
+        if pad == 2:
+            r0 = row_max[max(y - 2, 0)]
+            r1 = row_max[max(y - 1, 0)]
+            r2 = row_max[y]
+            r3 = row_max[min(y + 1, height - 1)]
+            r4 = row_max[min(y + 2, height - 1)]
+            for x in range(width):
+                m = max(max(r0[x], r1[x]), max(r2[x], max(r3[x], r4[x])))
+                d = row[x]
+                out[base + x] = d if m == d else d * np.float32(0.0)
+        else:
+            for x in range(width):
+                m = row_max[y, x]
+                for k in range(1, pad + 1):
+                    m = max(m, max(row_max[max(y - k, 0), x], row_max[min(y + k, height - 1), x]))
+                d = row[x]
+                out[base + x] = d if m == d else d * np.float32(0.0)
+
+
+@njit(cache=True, error_model="numpy")
+def _window_max_nms_nan(det_j, pad, out):
+    height, width = det_j.shape
     for y in range(height):
         for x in range(width):
             m = -np.inf
-            for xx in range(max(0, x - pad), min(width, x + pad + 1)):
-                v = det_j[y, xx]
-                if v > m or np.isnan(v):
-                    m = v
-                    if np.isnan(v):
+            for yy in range(max(0, y - pad), min(height, y + pad + 1)):
+                for xx in range(max(0, x - pad), min(width, x + pad + 1)):
+                    v = det_j[yy, xx]
+                    if np.isnan(v) or v > m:
+                        m = v
+                    if np.isnan(m):
                         break
-            row_max[y, x] = m
-    for y in range(height):
-        y0 = max(0, y - pad)
-        y1 = min(height, y + pad + 1)
-        for x in range(width):
-            m = -np.inf
-            for yy in range(y0, y1):
-                v = row_max[yy, x]
-                if v > m or np.isnan(v):
-                    m = v
-                    if np.isnan(v):
-                        break
+                if np.isnan(m):
+                    break
             d = det_j[y, x]
             out[y * width + x] = d if m == d else d * np.float32(0.0)
 
@@ -284,8 +330,9 @@ def _top_k_kernel(det, tag, k, pad):
     loc_k = np.empty((num_joints, k, 2), np.int64)
     tag_k = np.empty((num_joints, k, depth), np.float32)
     flat = np.empty(height * width, np.float32)
+    row_max = np.empty((height, width), np.float32)
     for j in range(num_joints):
-        _window_max_nms(det[j], pad, flat)
+        _window_max_nms(det[j], pad, flat, row_max)
         _heap_topk(flat, k, val_k[j], ind_k[j])
         for m in range(k):
             ind = ind_k[j, m]
@@ -562,33 +609,49 @@ def _refine_argmax_full(det_j, tag_j, prev):
 
 
 @njit(cache=True, error_model="numpy")
-def _tile_stats(det_j, tag_j, tile, tile_max, tag_lo, tag_hi):
-    """Per-tile heatmap maximum and tag bounding box; False if a value is not finite."""
+def _count_not_finite(values):
+    # On the bit pattern (all-ones exponent), which vectorizes; values is 1-D float32.
+    bits = values.view(np.uint32)
+    count = 0
+    for i in range(bits.shape[0]):
+        count += (bits[i] & np.uint32(0x7F800000)) == np.uint32(0x7F800000)
+    return count
+
+
+@njit(cache=True, error_model="numpy")
+def _joint_tiles(det_j, tag_j, tile, tile_max):
+    """Fill the per-tile heatmap maxima; False if a heatmap or tag value is not finite."""
     height, width = det_j.shape
-    depth = tag_j.shape[2]
-    for ty in range(tile_max.shape[0]):
-        for tx in range(tile_max.shape[1]):
-            m = -np.inf
-            for d in range(depth):
-                tag_lo[ty, tx, d] = np.inf
-                tag_hi[ty, tx, d] = -np.inf
-            for y in range(ty * tile, min(height, (ty + 1) * tile)):
-                for x in range(tx * tile, min(width, (tx + 1) * tile)):
-                    v = det_j[y, x]
-                    if not np.isfinite(v):
-                        return False
-                    if v > m:
-                        m = v
-                    for d in range(depth):
-                        t = tag_j[y, x, d]
-                        if not np.isfinite(t):
-                            return False
-                        if t < tag_lo[ty, tx, d]:
-                            tag_lo[ty, tx, d] = t
-                        if t > tag_hi[ty, tx, d]:
-                            tag_hi[ty, tx, d] = t
+    if _count_not_finite(det_j.ravel()) + _count_not_finite(tag_j.ravel()) > 0:
+        return False
+    n_ty, n_tx = tile_max.shape
+    band = np.empty(width, np.float32)
+    for ty in range(n_ty):
+        y0 = ty * tile
+        band[:] = det_j[y0]
+        for y in range(y0 + 1, min(height, y0 + tile)):
+            row = det_j[y]
+            for x in range(width):
+                band[x] = max(band[x], row[x])
+        for tx in range(n_tx):
+            m = band[tx * tile]
+            for x in range(tx * tile + 1, min(width, (tx + 1) * tile)):
+                m = max(m, band[x])
             tile_max[ty, tx] = m
     return True
+
+
+@njit(cache=True, error_model="numpy")
+def _tile_tag_box(tag_j, tile, ty, tx, lo, hi):
+    height, width, depth = tag_j.shape
+    lo[:] = np.inf
+    hi[:] = -np.inf
+    for y in range(ty * tile, min(height, (ty + 1) * tile)):
+        for x in range(tx * tile, min(width, (tx + 1) * tile)):
+            for d in range(depth):
+                t = tag_j[y, x, d]
+                lo[d] = min(lo[d], t)
+                hi[d] = max(hi[d], t)
 
 
 @njit(cache=True, error_model="numpy")
@@ -605,35 +668,44 @@ def _scan_tile(det_j, tag_j, prev, tile, ty, tx, best, best_index):
 
 
 @njit(cache=True, error_model="numpy")
-def _refine_argmax_tiled(det_j, tag_j, prev, tile, tile_max, tag_lo, tag_hi):
-    """Same answer as _refine_argmax_full for finite maps and tags, via tile upper bounds."""
-    height, width = det_j.shape
+def _refine_argmax_tiled(det_j, tag_j, prev, tile, tile_max, order, box_ready, tag_lo, tag_hi):
+    """Same answer as _refine_argmax_full for finite maps, tags and prev.
+
+    Tiles are visited by decreasing heatmap maximum (an upper bound of the
+    score, as round(distance) >= 0) until that bound falls under the best
+    score; a tile's tag bounding box (computed on first use) tightens the
+    bound to ``max - round(lower bound of the distance)``. Ties keep the
+    lowest row-major index, as np.argmax.
+    """
+    width = det_j.shape[1]
+    n_tx = tile_max.shape[1]
     depth = prev.shape[0]
-    n_ty, n_tx = tile_max.shape
-    bounds = np.empty((n_ty, n_tx), np.float32)
-    top_ty = 0
-    top_tx = 0
-    for ty in range(n_ty):
-        for tx in range(n_tx):
-            gap2 = 0.0
-            for d in range(depth):
-                p = np.float64(prev[d])
-                gap = max(0.0, np.float64(tag_lo[ty, tx, d]) - p, p - np.float64(tag_hi[ty, tx, d]))
-                gap2 += gap * gap
-            # Slack keeps this under the float32 distance of every pixel of the tile.
-            lower = max(0.0, np.sqrt(gap2) * (1.0 - 1e-6) - 1e-6)
-            bounds[ty, tx] = tile_max[ty, tx] - np.float32(np.rint(lower))
-            if bounds[ty, tx] > bounds[top_ty, top_tx]:
-                top_ty = ty
-                top_tx = tx
-    best, best_index = _scan_tile(det_j, tag_j, prev, tile, top_ty, top_tx, np.float32(0.0), -1)
-    for ty in range(n_ty):
-        for tx in range(n_tx):
-            if ty == top_ty and tx == top_tx:
-                continue
-            bound = bounds[ty, tx]
-            if bound > best or (bound == best and ty * tile * width + tx * tile < best_index):
-                best, best_index = _scan_tile(det_j, tag_j, prev, tile, ty, tx, best, best_index)
+    best = np.float32(-np.inf)
+    best_index = -1
+    for r in range(order.shape[0]):
+        t = order[r]
+        ty = t // n_tx
+        tx = t - ty * n_tx
+        top = tile_max[ty, tx]
+        first = ty * tile * width + tx * tile
+        if best_index >= 0 and (top < best or (top == best and first > best_index)):
+            if top < best:
+                break
+            continue
+        if not box_ready[t]:
+            _tile_tag_box(tag_j, tile, ty, tx, tag_lo[t], tag_hi[t])
+            box_ready[t] = True
+        gap2 = 0.0
+        for d in range(depth):
+            p = np.float64(prev[d])
+            gap = max(0.0, max(np.float64(tag_lo[t, d]) - p, p - np.float64(tag_hi[t, d])))
+            gap2 += gap * gap
+        # The slack keeps this under the float32 distance of every pixel of the tile.
+        lower = max(0.0, np.sqrt(gap2) * (1.0 - 1e-6) - 1e-6)
+        bound = top - np.float32(np.rint(lower))
+        if best_index >= 0 and (bound < best or (bound == best and first > best_index)):
+            continue
+        best, best_index = _scan_tile(det_j, tag_j, prev, tile, ty, tx, best, best_index)
     return best_index
 
 
@@ -644,10 +716,13 @@ def _refine_kernel(grouped, det, tag, tile, use_tiles):
     depth = tag.shape[3]
     n_ty = (height + tile - 1) // tile
     n_tx = (width + tile - 1) // tile
-    stats_state = np.zeros(num_joints, np.int8)  # 0 unknown, 1 ready, 2 not finite
+    n_tiles = n_ty * n_tx
+    tiles_state = np.zeros(num_joints, np.int8)  # 0 not computed, 1 ready, 2 not finite
     tile_max = np.empty((num_joints, n_ty, n_tx), np.float32)
-    tag_lo = np.empty((num_joints, n_ty, n_tx, depth), np.float32)
-    tag_hi = np.empty((num_joints, n_ty, n_tx, depth), np.float32)
+    order = np.empty((num_joints, n_tiles), np.int64)
+    box_ready = np.zeros((num_joints, n_tiles), np.bool_)
+    tag_lo = np.empty((num_joints, n_tiles, depth), np.float32)
+    tag_hi = np.empty((num_joints, n_tiles, depth), np.float32)
     tags = np.empty((num_joints, depth), np.float32)
     prev = np.empty(depth, np.float32)
     quarter = 0.25
@@ -667,11 +742,15 @@ def _refine_kernel(grouped, det, tag, tile, use_tiles):
         for j in range(num_joints):
             if grouped[p, j, 2] != 0:
                 continue
-            if use_tiles and prev_finite and stats_state[j] == 0:
-                ok = _tile_stats(det[j], tag[j], tile, tile_max[j], tag_lo[j], tag_hi[j])
-                stats_state[j] = 1 if ok else 2
-            if use_tiles and prev_finite and stats_state[j] == 1:
-                index = _refine_argmax_tiled(det[j], tag[j], prev, tile, tile_max[j], tag_lo[j], tag_hi[j])
+            if use_tiles and prev_finite and tiles_state[j] == 0:
+                if _joint_tiles(det[j], tag[j], tile, tile_max[j]):
+                    tiles_state[j] = 1
+                    order[j] = np.argsort(-tile_max[j].ravel(), kind="mergesort")
+                else:
+                    tiles_state[j] = 2
+            if use_tiles and prev_finite and tiles_state[j] == 1:
+                index = _refine_argmax_tiled(det[j], tag[j], prev, tile, tile_max[j], order[j], box_ready[j],
+                                             tag_lo[j], tag_hi[j])
             else:
                 index = _refine_argmax_full(det[j], tag[j], prev)
             yy = index // width
