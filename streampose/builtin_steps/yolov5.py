@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from ..errors import ConfigError
 from ..records import Frame
 from ..step import Step, register_step
 
@@ -71,10 +72,13 @@ class YoloV5DetectorStep(Step):
         from ..models.yolov5.detector import YoloV5Detector
 
         o = self.options
-        self.detector = YoloV5Detector.from_checkpoint(
-            o.weights, img_size=o.img_size, conf_threshold=o.conf_threshold, iou_threshold=o.iou_threshold,
-            max_detections=o.max_detections, classes=tuple(o.classes) or None, letterbox=o.letterbox,
-            fuse=o.fuse, half=o.half, device=o.device)
+        try:
+            self.detector = YoloV5Detector.from_checkpoint(
+                o.weights, img_size=o.img_size, conf_threshold=o.conf_threshold, iou_threshold=o.iou_threshold,
+                max_detections=o.max_detections, classes=tuple(o.classes) or None, letterbox=o.letterbox,
+                fuse=o.fuse, half=o.half, device=o.device)
+        except ValueError as e:  # an option the checkpoint rules out (e.g. img_size for a stride-64 model)
+            raise ConfigError(f"yolov5_detector: {e}") from e
 
     def process(self, frames: list[Frame]) -> list[Frame]:
         if self.detector is None:
