@@ -203,3 +203,27 @@ def test_coco_batch_matches_official_per_image_results(golden, coco, detectors):
         assert np.abs(ours.scores[order] - ref_conf[ref_order]).max() <= PROB_TOL + 5e-6
         assert ours.class_ids[order].tolist() == [ref[i]["cls"] for i in ref_order]
         assert np.abs(ours.xyxy[order] - ref_xyxy[ref_order]).max() <= 0.5 + BOX_TOL_PX
+
+
+def test_half_is_cuda_only(detectors, caplog):
+    with caplog.at_level("WARNING"):
+        cpu_half = YoloV5Detector(detectors["rect"].network, detectors["rect"].names, half=True, device="cpu")
+    assert not cpu_half.half and "half=True ignored" in caplog.text
+    assert all(p.dtype == torch.float32 for p in cpu_half.network.parameters())
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_fp16_on_cuda_finds_the_official_people(shared_dir, golden):
+    arrays, _ = golden
+    detector = YoloV5Detector.from_checkpoint(shared_dir / "weights" / "yolov5n.pt", classes=None, half=True,
+                                              device="cuda")
+    assert detector.half and next(detector.network.parameters()).dtype == torch.float16
+    for image_name in ("bus", "zidane"):
+        found = detector.detect([cv2.imread(str(shared_dir / "media" / f"{image_name}.jpg"))])[0]
+        ref = arrays[f"{image_name}_rect_det_scaled"]
+        assert len(found) == len(ref)
+        iou = _iou(ref[:, :4].astype(np.float64), found.xyxy.astype(np.float64))
+        best = iou.argmax(1)  # fp16 may reorder near-equal scores: match rows by overlap
+        assert sorted(best.tolist()) == list(range(len(ref))) and iou.max(1).min() > 0.95
+        assert found.class_ids[best].tolist() == ref[:, 5].astype(int).tolist()
+        assert np.abs(found.scores[best] - ref[:, 4]).max() < 0.02
