@@ -14,6 +14,8 @@ import tempfile
 from functools import lru_cache
 from pathlib import Path
 
+import pytest
+
 from scripts.make_recipe_weights import load_layout, recipe_state_dict, to_torch
 
 SHARED = Path(os.environ.get("STREAMPOSE_SHARED", Path(__file__).resolve().parents[1].parent / "shared"))
@@ -37,3 +39,14 @@ def recipe_model(model: str):
     from streampose.models import load_pose_model
 
     return load_pose_model(recipe_checkpoint(model, legacy=model == "pose_hrnet_w32_256x192"))
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Run a module's torch work on one intra-op thread (much faster when the cores are oversubscribed)."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

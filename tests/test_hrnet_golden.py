@@ -11,10 +11,12 @@ import numpy as np
 import pytest
 import torch
 
-from hrnet_recipe import recipe_model
+from hrnet_recipe import one_torch_thread, recipe_model  # noqa: F401
 
 NET_TOLERANCE = 1e-4
 
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 def assert_net(ours, ref, name: str) -> None:
     ours = ours.detach().cpu().numpy() if isinstance(ours, torch.Tensor) else np.asarray(ours)

@@ -8,9 +8,12 @@ import numpy as np
 import pytest
 import torch
 
+from hrnet_recipe import one_torch_thread  # noqa: F401
 from scripts.make_recipe_weights import load_layout, recipe_rule, recipe_sha256, recipe_state_dict
 from streampose.models import HRNET_MODELS, build_model
 from streampose.models.hrnet import HigherHRNetHeadSpec, HRNetSpec, PoseNetSpec, SimDRHeadSpec, build_network
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 # (registered name, official manifest in ../shared/checkpoint_formats)
 OFFICIAL_LAYOUTS = [

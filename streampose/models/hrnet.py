@@ -393,9 +393,16 @@ class PoseNetwork(nn.Module):
         return self.head(self.backbone(x))
 
 
-def build_network(spec: PoseNetSpec) -> PoseNetwork:
-    """A network in eval mode with freshly initialised weights."""
-    return PoseNetwork(spec).eval()
+def build_network(spec: PoseNetSpec, *, device=None) -> PoseNetwork:
+    """A network in eval mode with freshly initialised weights.
+
+    ``device="meta"`` builds it without allocating or initialising weights
+    (for loading a checkpoint right after: ``model.to_empty(device=...)``).
+    """
+    if device is None:
+        return PoseNetwork(spec).eval()
+    with torch.device(device):
+        return PoseNetwork(spec).eval()
 
 
 # --------------------------------------------------------------------------- registry

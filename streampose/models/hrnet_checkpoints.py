@@ -246,7 +246,10 @@ def _raise_unknown_layout(sd: Mapping, path: str | Path) -> None:
 
 
 def load_state_dict_strict(model: PoseNetwork, state_dict: Mapping, family: str, path: str | Path) -> None:
-    """Copy an already remapped state dict into ``model``; any key or shape mismatch is a CheckpointError."""
+    """Put an already remapped state dict into ``model`` (its tensors are assigned, not copied).
+
+    Any key or shape mismatch is a one-line CheckpointError.
+    """
     import torch
 
     expected = model.state_dict()
@@ -264,9 +267,10 @@ def load_state_dict_strict(model: PoseNetwork, state_dict: Mapping, family: str,
         raise CheckpointError(f"{path}: does not fit the {model.spec.name} layout ({family}): "
                               f"{', '.join(detail)}; {_DOWNLOAD_HINT}")
     # fp16 weights (HigherHRNet 640) are widened to the model's float32 explicitly.
-    converted = {k: (v.to(expected[k].dtype) if v.is_floating_point() else v) for k, v in state_dict.items()}
+    converted = {k: (v.to(expected[k].dtype).contiguous() if v.is_floating_point() else v)
+                 for k, v in state_dict.items()}
     with torch.no_grad():
-        model.load_state_dict(converted, strict=True)
+        model.load_state_dict(converted, strict=True, assign=True)
 
 
 def load_pose_model(path: str | Path, device="cpu") -> tuple[PoseNetwork, PoseNetSpec]:
@@ -278,7 +282,8 @@ def load_pose_model(path: str | Path, device="cpu") -> tuple[PoseNetwork, PoseNe
     """
     contents = read_state_dict(path)
     spec = identify(contents, path)
-    model = build_network(spec)
+    # Built on the meta device: the strict load assigns every tensor, nothing is initialised or copied twice.
+    model = build_network(spec, device="meta")
     load_state_dict_strict(model, REMAPS[spec.family](contents.state_dict), spec.family, path)
     logger.info("loaded %s (%s%s) from %s", spec.name, spec.family,
                 f", wrappers {'/'.join(contents.wrappers)}" if contents.wrappers else "", path)

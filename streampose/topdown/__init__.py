@@ -1,0 +1,1 @@
+"""Top-down pose estimation: person crops → network → decoders → keypoints in frame pixels."""

@@ -1,0 +1,140 @@
+"""Top-down models: a network plus how to crop for it and how to decode its output.
+
+:class:`TopDownModel` is what :class:`~streampose.topdown.estimator.TopDownEstimator`
+needs from a model; the estimator owns the generic flow (boxes → crops →
+batched forward → decode → map back to the frame). A model says which crops
+it wants (:class:`~streampose.topdown.crops.CropSpec`: input size, padding,
+normalisation, channel order) and turns a normalised batch into keypoints in
+its own output space (:class:`CropKeypoints`), using the pure decoders of this
+package. Heatmap HRNet and SimDR are here; another model (e.g. MoveNet on
+square 192x192 crops, output (y, x, score) normalised to the crop) plugs in
+by implementing the same two attributes and one method.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol, Sequence
+
+import numpy as np
+
+from ..errors import CheckpointError
+from ..records import COCO_FLIP_INDEX
+from .crops import CropSpec
+from .flip import average_heatmaps, flip_back_heatmaps, flip_back_simdr
+from .heatmap_decode import decode_heatmaps
+from .simdr_decode import decode_simdr, simdr_probabilities
+
+
+@dataclass
+class CropKeypoints:
+    """Decoded keypoints of N crops in a model's output space.
+
+    coords: (N, K, 2) float32 (x, y) in a space of ``output_size_wh`` (w, h)
+    that covers the crop exactly (heatmap pixels, input pixels, or the input
+    size times a normalised coordinate); scores: (N, K) float32.
+    """
+
+    coords: np.ndarray
+    scores: np.ndarray
+    output_size_wh: tuple[int, int]
+
+
+class TopDownModel(Protocol):
+    """What the estimator needs: the crops to make, the device, and batch → keypoints."""
+
+    crop: CropSpec
+    num_keypoints: int
+    device: object  # torch.device the input batch must be on
+
+    def infer(self, batch) -> CropKeypoints:
+        """batch: (N, 3, h, w) float32 tensor made by ``build_crop_batch`` for ``crop``."""
+
+
+def _flip_index(num_keypoints: int) -> Sequence[int]:
+    if num_keypoints != len(COCO_FLIP_INDEX):
+        raise ValueError(f"flip_test: only COCO-17 keypoints have flip pairs, the model has {num_keypoints}; "
+                         "set flip_test = false")
+    return COCO_FLIP_INDEX
+
+
+class HeatmapTopDownModel:
+    """PoseHRNet: heatmaps at 1/4 of the crop, optional flip test, argmax + quarter offset or DARK."""
+
+    def __init__(self, network, crop: CropSpec, *, flip_test: bool = True, use_dark: bool = False):
+        self.network = network
+        self.crop = crop
+        self.num_keypoints = network.spec.num_joints
+        self.flip_test = flip_test
+        self.use_dark = use_dark
+        self.flip_index = _flip_index(self.num_keypoints) if flip_test else None
+        self.device = next(network.parameters()).device
+
+    def heatmaps(self, batch):
+        """Network heatmaps (N, K, h/4, w/4), flip-averaged when ``flip_test``."""
+        import torch
+
+        with torch.inference_mode():
+            heatmaps = self.network(batch)
+            if self.flip_test:
+                flipped = flip_back_heatmaps(self.network(batch.flip(3)), self.flip_index)
+                heatmaps = average_heatmaps(heatmaps, flipped)
+        return heatmaps
+
+    def infer(self, batch) -> CropKeypoints:
+        heatmaps = self.heatmaps(batch).float().cpu().numpy()
+        coords, scores = decode_heatmaps(heatmaps, use_dark=self.use_dark)
+        return CropKeypoints(coords, scores, (heatmaps.shape[3], heatmaps.shape[2]))
+
+
+class SimDRTopDownModel:
+    """SimDR: 1-D x/y distributions, optional flip test (probabilities averaged), argmax / split ratio."""
+
+    def __init__(self, network, crop: CropSpec, *, flip_test: bool = True):
+        self.network = network
+        self.crop = crop
+        self.num_keypoints = network.spec.num_joints
+        self.split_ratio = network.spec.head.split_ratio
+        self.flip_test = flip_test
+        self.flip_index = _flip_index(self.num_keypoints) if flip_test else None
+        self.device = next(network.parameters()).device
+
+    def probabilities(self, batch):
+        """(prob_x (N, K, Bx), prob_y (N, K, By)), flip-averaged when ``flip_test``."""
+        import torch
+
+        with torch.inference_mode():
+            logits_x, logits_y = self.network(batch)
+            prob_x, prob_y = simdr_probabilities(logits_x), simdr_probabilities(logits_y)
+            if self.flip_test:
+                flip_x, flip_y = flip_back_simdr(*self.network(batch.flip(3)), self.flip_index)
+                prob_x = (prob_x + simdr_probabilities(flip_x)) * 0.5
+                prob_y = (prob_y + simdr_probabilities(flip_y)) * 0.5
+        return prob_x, prob_y
+
+    def infer(self, batch) -> CropKeypoints:
+        prob_x, prob_y = self.probabilities(batch)
+        coords, scores = decode_simdr(prob_x.float().cpu(), prob_y.float().cpu(), self.split_ratio)
+        return CropKeypoints(coords, scores, self.crop.input_size_wh)
+
+
+def load_topdown_model(path: str | Path, *, flip_test: bool = True, use_dark: bool = False,
+                       device="cpu") -> TopDownModel:
+    """A top-down model from an HRNet or SimDR checkpoint (any supported upstream layout).
+
+    Raises CheckpointError for a bottom-up (HigherHRNet) or unknown file.
+    """
+    from ..models.hrnet_checkpoints import load_pose_model
+
+    network, spec = load_pose_model(path, device=device)
+    crop = CropSpec(input_size_wh=spec.input_size_wh)
+    if spec.head.kind == "heatmap":
+        return HeatmapTopDownModel(network, crop, flip_test=flip_test, use_dark=use_dark)
+    if spec.head.kind == "simdr":
+        if use_dark:
+            raise CheckpointError(f"{path}: use_dark applies to heatmap models, this is {spec.name}; "
+                                  "set use_dark = false")
+        return SimDRTopDownModel(network, crop, flip_test=flip_test)
+    raise CheckpointError(f"{path}: is a bottom-up {spec.name} checkpoint, not a top-down one; "
+                          "use it with the higherhrnet_pose step")
