@@ -276,7 +276,18 @@ def test_unusable_files_give_one_line_errors(tmp_path):
     torch.save({"model.0.conv.weight": torch.ones(1)}, state_dict)
     with pytest.raises(CheckpointError, match="bare state dict"):
         load_yolov5_checkpoint(state_dict)
-    for error_file in (text, truncated, state_dict):
+    damaged = tmp_path / "damaged.pt"  # a zip checkpoint with one storage byte flipped (CRC error)
+    torch.save({"model": torch.arange(1000.0)}, damaged)
+    data = bytearray(damaged.read_bytes())
+    data[data.index(b"\x00\x00\x80?") + 2] ^= 0xFF  # inside the float 1.0 of the storage
+    damaged.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="not a readable torch checkpoint"):
+        restricted_load(damaged)
+    cut = tmp_path / "cut.pt"
+    cut.write_bytes(state_dict.read_bytes()[:200])
+    with pytest.raises(CheckpointError):
+        restricted_load(cut)
+    for error_file in (text, truncated, state_dict, damaged, cut):
         with pytest.raises(CheckpointError) as excinfo:
             load_yolov5_checkpoint(error_file)
         assert "\n" not in str(excinfo.value)

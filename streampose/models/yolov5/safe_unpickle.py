@@ -566,5 +566,11 @@ def restricted_load(path: str | Path, source: str | None = None) -> Any:
             raise CheckpointError(f"{source} is not a torch checkpoint (not a zip archive nor a pickle); "
                                   "tar checkpoints from torch < 0.4 are not supported")
         return _load_legacy(path, source)
+    except CheckpointError:
+        raise
     except OSError as e:
         raise CheckpointError(f"cannot read checkpoint {source}: {e}") from e
+    except (zipfile.BadZipFile, EOFError, NotImplementedError, RuntimeError, OverflowError, ValueError,
+            struct.error) as e:  # damaged archive members, bad sizes, truncated legacy streams
+        raise CheckpointError(f"{source} is not a readable torch checkpoint ({type(e).__name__}: {e}); "
+                              "check that the file is complete") from e
