@@ -77,8 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--pipeline", metavar="NAME",
                        help="evaluate the pose step (and detector step) of a pipelines/ definition")
     model.add_argument("--pose-model", metavar="CKPT",
-                       help="HRNet / SimDR checkpoint (alone: the library's top-down estimator; with --pipeline: "
-                            "the pose step's weights)")
+                       help="HRNet / SimDR (top-down) or HigherHRNet (bottom-up) checkpoint; with --pipeline: "
+                            "the pose step's weights")
     model.add_argument("--no-flip", action="store_true", help="no flip test (the published numbers use it)")
     model.add_argument("--device", default="auto", metavar="DEV", help="auto, cpu, cuda or cuda:N (default auto)")
     boxes = parser.add_argument_group("person boxes (top-down models)")

@@ -1,7 +1,8 @@
 """Pose estimators and detectors for evaluation, from a checkpoint or from a pipeline definition.
 
 - :func:`estimator_from_checkpoint`: an HRNet / SimDR checkpoint → the
-  library's :class:`~streampose.topdown.estimator.TopDownEstimator`;
+  library's :class:`~streampose.topdown.estimator.TopDownEstimator`, a
+  HigherHRNet one → :class:`~streampose.bottomup.estimator.HigherHRNetEstimator`;
 - :func:`detector_from_weights`: a YOLOv5 ``.pt`` or a YOLOX state dict
   (``.pth``) → a detector with ``predict(image) -> Detections``;
 - :func:`steps_from_pipeline`: the pose (and detector) steps of a
@@ -41,17 +42,20 @@ def checkpoint_kind(path: str | Path) -> EstimatorKind:
     return "bottomup" if spec.head.kind == "higherhrnet" else "topdown"
 
 
-def estimator_from_checkpoint(path: str | Path, *, flip_test: bool = True, device: str = "auto"):
-    """A top-down estimator for an HRNet / SimDR checkpoint; returns (estimator, "topdown").
+def estimator_from_checkpoint(path: str | Path, *, flip_test: bool = True,
+                              device: str = "auto") -> tuple[Any, EstimatorKind]:
+    """The library's estimator for an HRNet-family checkpoint, and its kind.
 
-    A HigherHRNet checkpoint is bottom-up: evaluate it through a pipeline
-    with its pose step (``--pipeline``); this raises a UserError saying so.
+    HRNet / SimDR → ``(TopDownEstimator, "topdown")``; HigherHRNet →
+    ``(HigherHRNetEstimator, "bottomup")`` with the model's own input size.
+    Raises UserError / CheckpointError (one line) for a missing or unfit file.
     """
+    if checkpoint_kind(path) == "bottomup":
+        from ..bottomup.estimator import HigherHRNetEstimator
+
+        return HigherHRNetEstimator.from_checkpoint(path, flip_test=flip_test, device=device), "bottomup"
     from ..topdown.estimator import TopDownEstimator
 
-    if checkpoint_kind(path) == "bottomup":
-        raise UserError(f"{str(path)!r} is a bottom-up HigherHRNet checkpoint; evaluate it with --pipeline "
-                        "NAME (a pipeline whose pose step is higherhrnet_pose) and --pose-model")
     return TopDownEstimator.from_checkpoint(path, flip_test=flip_test, device=device), "topdown"
 
 
@@ -107,6 +111,11 @@ class StepPoseEstimator:
     step: Any
     kind: EstimatorKind
     _index: int = field(default=0, init=False)
+
+    @property
+    def model(self) -> Any:
+        """The model of the step's top-down estimator, when it has one (its crop spec sizes the OKS-NMS)."""
+        return getattr(getattr(self.step, "estimator", None), "model", None)
 
     def predict(self, image: np.ndarray, xyxy: np.ndarray | None = None,
                 box_scores: np.ndarray | None = None) -> Poses:
