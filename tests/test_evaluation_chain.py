@@ -32,6 +32,8 @@ from streampose.topdown.crops import HRNET_CROP, affine_points, crop_transforms,
 from streampose.topdown.estimator import TopDownEstimator
 from streampose.topdown.models import HeatmapTopDownModel
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 SIGMA = 2.0
 HEATMAP_WH = (HRNET_CROP.input_size_wh[0] // 4, HRNET_CROP.input_size_wh[1] // 4)
 
@@ -141,17 +143,6 @@ class StandInEstimator:
         self.worst_match = min(self.worst_match, net.best_similarity)
         self.calls += 1
         return poses
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    """One intra-op thread: on a shared 2-core machine two spinning threads make a forward 10x slower."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

@@ -11,18 +11,9 @@ import pytest
 
 from streampose.evaluation.cli import main
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    """One intra-op thread: on a shared 2-core machine two spinning threads make a forward 10x slower."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

@@ -15,18 +15,9 @@ from streampose.evaluation.runner import run_coco_evaluation
 from streampose.records import Detections, Frame, Poses
 from streampose.step import Step, build_step
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    """One intra-op thread: on a shared 2-core machine two spinning threads make a forward 10x slower."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 class BoxCentreStep(Step):
