@@ -128,3 +128,23 @@ def test_bad_options(options, message):
 
 def test_all_skeleton_limbs_are_valid_keypoints():
     assert all(0 <= a < NUM_KEYPOINTS and 0 <= b < NUM_KEYPOINTS for a, b in COCO_SKELETON)
+
+
+def test_fps_is_measured_over_a_window_even_with_bursts():
+    step = build_step({"type": "draw"})
+    # batches of 4 frames drawn together every 0.4 s: 10 frames per second, not "instant"
+    times = [k * 0.4 + j * 0.001 for k in range(8) for j in range(4)]
+    fps = [step.fps(0, t) for t in times]
+    assert fps[0] is None
+    assert 8.0 < fps[-1] < 12.5
+
+
+def test_id_label_of_a_box_at_the_top_edge_goes_inside_the_box():
+    step = build_step({"type": "draw", "draw_info": False})
+    step.start()
+    image = np.zeros((200, 300, 3), np.uint8)
+    det = Detections(np.array([[100, 2, 180, 190]], np.float32), np.array([0.9]), np.array([0]), np.array([0]))
+    step.process([_frame(image, detections=det)])
+    inside = image[5:30, 104:140].astype(int)  # below the box's top edge, right of its left edge
+    near = np.abs(inside - track_color(0)).max(axis=-1) < 60  # the "0", anti-aliased, in the track's colour
+    assert near.sum() > 10

@@ -11,6 +11,7 @@ with left/right/centre limb colours.
 
 from __future__ import annotations
 
+import collections
 import colorsys
 import time
 from dataclasses import dataclass
@@ -25,6 +26,8 @@ LEFT_BGR = (255, 128, 0)
 RIGHT_BGR = (0, 128, 255)
 CENTRE_BGR = (0, 220, 0)
 BOX_BGR = (0, 220, 0)
+#: frames over which the overlay's FPS is measured.
+FPS_WINDOW = 30
 _LEFT = {1, 3, 5, 7, 9, 11, 13, 15}
 _RIGHT = {2, 4, 6, 8, 10, 12, 14, 16}
 
@@ -77,7 +80,7 @@ class DrawStep(Step):
     def __init__(self, options: "DrawStep.Options | None" = None) -> None:
         self.options = options or DrawStep.Options()
         self._cv2 = None
-        self._fps: dict[int, tuple[float, float | None]] = {}  # source → (last time, smoothed fps)
+        self._times: dict[int, collections.deque] = {}  # source → times its last frames were drawn
 
     def start(self) -> None:
         import cv2
@@ -85,10 +88,10 @@ class DrawStep(Step):
         self._cv2 = cv2
 
     def start_of_stream(self, event: StreamStart) -> None:
-        self._fps.pop(event.source_id, None)
+        self._times.pop(event.source_id, None)
 
     def end_of_stream(self, event: EndOfStream) -> None:
-        self._fps.pop(event.source_id, None)
+        self._times.pop(event.source_id, None)
 
     def process(self, frames: list[Frame]) -> list[Frame]:
         if self._cv2 is None:
@@ -98,13 +101,12 @@ class DrawStep(Step):
         return frames
 
     def fps(self, source_id: int, now: float) -> float | None:
-        """Processing rate of a source, smoothed over about 10 frames."""
-        last, fps = self._fps.get(source_id, (None, None))
-        if last is not None and now > last:
-            inst = 1.0 / (now - last)
-            fps = inst if fps is None else 0.9 * fps + 0.1 * inst
-        self._fps[source_id] = (now, fps)
-        return fps
+        """Frames per second of a source over its last ``FPS_WINDOW`` frames (robust to batches)."""
+        times = self._times.setdefault(source_id, collections.deque(maxlen=FPS_WINDOW))
+        times.append(now)
+        if len(times) < 2 or times[-1] <= times[0]:
+            return None
+        return (len(times) - 1) / (times[-1] - times[0])
 
     def draw(self, frame: Frame) -> None:
         """Draw every overlay of one frame onto ``frame.image`` in place."""
@@ -125,13 +127,16 @@ class DrawStep(Step):
 
     def _label(self, image: np.ndarray, text: str, xy: tuple[int, int], color: tuple[int, int, int],
                anchor_top: bool = False) -> None:
-        """Text on a dark box; ``xy`` is the box's top-left (anchor_top) or bottom-left."""
+        """Text on a dark box; ``xy`` is the box's top-left (anchor_top) or bottom-left
+        (then it moves below ``xy`` when there is no room above, e.g. a person at the top edge)."""
         cv2 = self._cv2
         scale = self._scale(image)
         thickness = max(1, int(round(scale * 1.5)))
         (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
         x, y = int(xy[0]), int(xy[1])
         top = y if anchor_top else y - th - base - 4
+        if top < 0:
+            top = y + self.options.thickness
         top = min(max(top, 0), max(image.shape[0] - th - base - 4, 0))
         x = min(max(x, 0), max(image.shape[1] - tw - 4, 0))
         cv2.rectangle(image, (x, top), (x + tw + 4, top + th + base + 4), (0, 0, 0), -1)
