@@ -148,3 +148,4 @@ def test_id_label_of_a_box_at_the_top_edge_goes_inside_the_box():
     inside = image[5:30, 104:140].astype(int)  # below the box's top edge, right of its left edge
     near = np.abs(inside - track_color(0)).max(axis=-1) < 60  # the "0", anti-aliased, in the track's colour
     assert near.sum() > 10
+    assert (image[2, 100:181] == track_color(0)).all()  # the box's top edge is not hidden by the label
