@@ -5,6 +5,7 @@ a failing stage (exit 1), SIGINT/SIGTERM finalizing outputs (130/143), SIGKILL o
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -21,6 +22,16 @@ from streampose.cli import main
 REPO = Path(__file__).resolve().parents[1]
 RUN = [sys.executable, str(REPO / "run_stream.py")]
 VIDEO = "media/one-by-one-person-detection.mp4"
+
+
+@pytest.fixture(autouse=True)
+def _restore_root_logger():
+    """main() configures logging (as the CLI should); undo it for the rest of the test session."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 def run_cli(args, **kwargs):
@@ -177,6 +188,15 @@ def test_passthrough_run_writes_every_output(tmp_path, shared_dir):
     corner = np.abs(frames[0][4:20, 4:120].astype(int) - first_src[4:20, 4:120]).mean()
     rest = np.abs(frames[0][200:, 200:].astype(int) - first_src[200:, 200:]).mean()
     assert corner > 20 and rest < 6
+
+
+def test_inline_run(tmp_path, shared_dir, capsys):
+    jsonl = tmp_path / "out.jsonl"
+    code = main(["--source", str(shared_dir / VIDEO), "--inline", "--max-frames", "5", "--output", str(jsonl),
+                 "--pipeline", "passthrough"])
+    assert code == 0
+    assert [json.loads(line)["frame"] for line in jsonl.read_text().splitlines()] == [0, 1, 2, 3, 4]
+    assert "5 frames from 1 source" in capsys.readouterr().err
 
 
 def test_failing_stage_exit_1_names_it_with_traceback(tmp_path, shared_dir):
