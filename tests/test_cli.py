@@ -267,3 +267,18 @@ def test_killing_the_whole_group_leaks_no_ring(tmp_path, shared_dir):
     os.killpg(proc.pid, signal.SIGKILL)  # parent, stages and resource tracker die together
     proc.communicate(timeout=30)
     assert not [p for p in rings if os.path.exists(p)]
+
+
+def test_ctrl_c_while_the_stages_start_is_still_a_clean_130(tmp_path, shared_dir):
+    video = tmp_path / "out.mp4"
+    proc = start_cli(["--source", shared_dir / VIDEO, "--pipeline", "passthrough", "--output", video, "-v"])
+    seen = []
+    for line in proc.stderr:  # children are being spawned: some have not started ignoring signals yet
+        seen.append(line)
+        if "started capture[0]" in line:
+            break
+    os.killpg(proc.pid, signal.SIGINT)
+    _, rest = proc.communicate(timeout=30)
+    stderr = "".join(seen) + rest
+    assert proc.returncode == 130, stderr
+    assert "error: stage" not in stderr

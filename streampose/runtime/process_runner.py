@@ -161,6 +161,11 @@ def _supervise(children: list[_Child], control: Control, rings: list[FrameRing],
             if failure is not None:
                 return failure
             if not child.reported:
+                if signals.reason:
+                    # A terminal's Ctrl-C reaches the whole group: a child still starting up (before
+                    # it ignores signals) dies of it. Part of the stop asked for, not a failure.
+                    log.debug("%s ended by the signal while starting (%s)", child.name, _death(child, code))
+                    return None
                 return StageFailed(child.name, _death(child, code))
         if all(c.exit_seen for c in children):
             _read_messages(children, control, stats, result, progress)
