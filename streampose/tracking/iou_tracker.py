@@ -289,9 +289,8 @@ class IoUTracker:
         self._misses[rows] = 0
         confirm = rows[(self._states[rows] == TENTATIVE) & (self._hits[rows] >= self.params.min_hits)]
         self._ids[confirm] = self._take_ids(confirm.size)
-        self._states[rows] = np.where(self._states[rows] == TENTATIVE,
-                                      np.where(self._hits[rows] >= self.params.min_hits, CONFIRMED, TENTATIVE),
-                                      CONFIRMED).astype(np.int8)
+        # Lost tracks found again are confirmed again (they had min_hits already).
+        self._states[rows] = np.where(self._hits[rows] >= self.params.min_hits, CONFIRMED, TENTATIVE)
 
         # Unmatched tracks: tentative ones die, confirmed ones get lost, then too old ones die.
         unmatched = np.ones(len(self), np.bool_)
