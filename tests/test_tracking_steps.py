@@ -90,6 +90,8 @@ def test_tracker_step_reports_removed_tracks_and_skips_packets_without_records()
     ({"type": "iou_tracker", "speed": 1}, "unknown option"),
     ({"type": "one_euro_filter", "beta": -0.5}, "beta=-0.5 is out of range"),
     ({"type": "one_euro_filter", "max_gap_s": 0}, "max_gap_s=0.0 is out of range"),
+    ({"type": "one_euro_filter", "max_gap_s": 0.05, "fps": 10}, r"max_gap_s=0.05 must be longer than one frame "
+                                                                 r"at fps=10.0 \(0.1 s\)"),
 ])
 def test_step_options_are_validated(spec, message):
     with pytest.raises(ConfigError, match=message):

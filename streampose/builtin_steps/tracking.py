@@ -106,6 +106,10 @@ class OneEuroStepOptions(OneEuroParams):
         super().__post_init__()
         check_range("fps", self.fps, 0.0, 10_000.0, low_open=True)
         check_range("max_gap_s", self.max_gap_s, 0.0, None, low_open=True)
+        if self.max_gap_s <= 1.0 / self.fps:
+            # Otherwise every track would start afresh at every frame: no smoothing at all.
+            raise ValueError(f"max_gap_s={self.max_gap_s!r} must be longer than one frame at fps={self.fps!r} "
+                             f"({1.0 / self.fps:.4g} s)")
 
 
 @register_step("one_euro_filter")
