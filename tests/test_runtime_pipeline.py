@@ -75,11 +75,12 @@ def test_stats_count_every_stage(two_stage_runs):
 def test_max_frames_limits_each_source(tmp_path):
     out = tmp_path / "rec.jsonl"
     p = pipeline(("sink", [{"type": "test_record", "path": str(out)}]))
-    result = run_pipeline(p, ["gen?n=50", "gen?n=3"], opener=OPENER, inline=True, max_frames=5, progress=False)
+    result = run_pipeline(p, ["gen?n=50", "gen?n=3", "gen?n=50"], opener=OPENER, inline=True, max_frames=5,
+                          progress=False)
     records = read_records(out)
     assert [f["index"] for f in frames_of(records, 0)] == [0, 1, 2, 3, 4]
     assert [f["index"] for f in frames_of(records, 1)] == [0, 1, 2]
-    assert result.stats.total_frames == 8
+    assert result.stats.frames_done == {"gen?n=50 [0]": 5, "gen?n=3": 3, "gen?n=50 [2]": 5}
 
 
 @pytest.mark.parametrize("inline", [True, False], ids=["inline", "processes"])

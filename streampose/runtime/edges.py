@@ -11,9 +11,13 @@ Two policies, chosen per source from ``StreamStart.live``:
 Events (:class:`StreamStart`, :class:`EndOfStream`) are never dropped and never
 reordered with the packets of their source.
 
-Cross-process puts always have a timeout, and every wait checks a ``should_abort``
-callback, so a dead peer can never hang a process (a ``multiprocessing.Queue``
-put toward a dead consumer would otherwise block forever).
+Puts on bounded cross-process queues always have a timeout, and every wait
+checks a ``should_abort`` callback, so a dead peer can never hang a process (a
+``multiprocessing.Queue`` put toward a dead consumer would otherwise block
+forever). The unbounded queues (free ring slots, messages to the parent) never
+block a put; at most a ring's worth of slot indices or a few messages wait in
+them, and a process that stops because of a failure does not wait at exit for
+its queues to be read (``cancel_join_thread``).
 """
 
 from __future__ import annotations

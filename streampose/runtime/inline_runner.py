@@ -141,7 +141,7 @@ def run_inline(pipeline: PipelineConfig, stage_specs: list[list[dict]], sources:
                 capture_stats[i].extra[key] = int(value)
         stats.stages = capture_stats + [r.stats for r in runners]
         stats.latency = last.latency
-        stats.frames_done = {last.source_names.get(k, str(k)): v for k, v in last.frames_done.items()}
+        stats.frames_done = last.frames_done_by_name()
         stats.first_capture, stats.last_done = last.first_capture, last.last_done
         stats.wall_s = time.monotonic() - t_start
     if close_errors:

@@ -58,6 +58,12 @@ class StageRunner:
         self.current_step = ""
         self._started: list[Step] = []
 
+    def frames_done_by_name(self) -> dict[str, int]:
+        """Finished frames per source name (``name [id]`` when two sources share a name)."""
+        names = list(self.source_names.values())
+        return {(name if names.count(name) == 1 else f"{name} [{sid}]"): self.frames_done.get(sid, 0)
+                for sid, name in sorted(self.source_names.items())}
+
     @property
     def done(self) -> bool:
         return len(self.ended_sources) >= self.num_sources
