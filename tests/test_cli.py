@@ -282,3 +282,15 @@ def test_ctrl_c_while_the_stages_start_is_still_a_clean_130(tmp_path, shared_dir
     stderr = "".join(seen) + rest
     assert proc.returncode == 130, stderr
     assert "error: stage" not in stderr
+
+
+def test_default_pipeline_falls_back_to_passthrough_only_while_missing(tmp_path, monkeypatch, caplog):
+    import streampose.cli as cli
+
+    monkeypatch.setattr(cli, "PIPELINES_DIR", tmp_path)
+    with caplog.at_level(logging.INFO, logger="streampose"):
+        assert cli.resolve_pipeline_name("default") == "passthrough"
+    assert "default.toml does not exist yet" in caplog.text
+    assert cli.resolve_pipeline_name("topdown_hrnet_w32") == "topdown_hrnet_w32"
+    (tmp_path / "default.toml").write_text("")
+    assert cli.resolve_pipeline_name("default") == "default"
