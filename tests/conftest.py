@@ -22,3 +22,19 @@ def shared_dir() -> Path:
     if not SHARED.is_dir():
         pytest.skip("../shared is not present")
     return SHARED
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Torch with one intra-op thread for the module, restored after.
+
+    On a shared 2-core machine two spinning OpenMP threads can make a CPU
+    forward pass 10x slower than one thread; use with
+    ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``.
+    """
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
