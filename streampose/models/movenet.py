@@ -5,7 +5,9 @@ The network is reconstructed from Google's TFLite release
 https://storage.googleapis.com/movenet/MoveNet.SinglePose%20Model%20Card.pdf):
 the operators and tensors of that graph give
 
-- input: RGB, normalised in-graph as ``x / 127.5 - 1``;
+- input: RGB; the graph normalises it to ``(x - 127) / 127.5`` (nominally
+  ``x / 127.5 - 1``, but its uint8 → int8 input quantization shifts it by
+  one grey level; we follow the graph: ``INPUT_MEAN``, ``INPUT_STD``);
 - backbone: Keras MobileNetV2 (width 1.0, ReLU6, TF "SAME" padding, which
   pads stride-2 convolutions on the bottom/right only), tapped after
   block_2 (stride 4), block_5 (8), block_9 (16) and the final 1280-channel
@@ -18,10 +20,12 @@ the operators and tensors of that graph give
   and keypoint regression from the centre (17 x (dy, dx)).
 
 Batch norm is folded into the convolutions in the release, so every
-convolution here has a bias. ``MoveNetNet.forward`` returns the four head
-maps; the graph's own decoding is :mod:`streampose.models.movenet_decode`,
-and :class:`MoveNetSinglePose` chains both to give what the TFLite model
-outputs: ``(B, 17, 3)`` rows of (y, x, score), y and x in [0, 1] of the input.
+convolution here has a bias. ``MoveNetNet.forward`` takes the normalised
+input and returns the four head maps; the graph's own decoding is
+:mod:`streampose.models.movenet_decode`, and :class:`MoveNetSinglePose`
+chains normalisation, network and decoding to give what the TFLite model
+gives: uint8-range RGB in, ``(B, 17, 3)`` rows of (y, x, score) out, y and x
+in [0, 1] of the input.
 """
 
 from __future__ import annotations
@@ -42,6 +46,10 @@ class MoveNetSpec:
     num_keypoints: int = 17
     head_channels: int = 96
 
+
+#: input normalisation of the release: ``(rgb - INPUT_MEAN) / INPUT_STD``, rgb in 0-255.
+INPUT_MEAN = 127.0
+INPUT_STD = 127.5
 
 VARIANTS: dict[str, MoveNetSpec] = {"lightning": MoveNetSpec(input_size=192)}
 
@@ -164,7 +172,7 @@ class Head(nn.Module):
 
 
 class MoveNetNet(nn.Module):
-    """(B, 3, S, S) RGB 0-255 → centre (B, 1, S/4, S/4) and keypoint heatmaps (B, K, ., .),
+    """(B, 3, S, S) normalised RGB (``(rgb - INPUT_MEAN) / INPUT_STD``) → centre (B, 1, S/4, S/4) and keypoint heatmaps (B, K, ., .),
     both after sigmoid, offsets and regression (B, 2K, ., .) in heatmap cells, (dy, dx) per keypoint.
     """
 
@@ -180,7 +188,7 @@ class MoveNetNet(nn.Module):
         self.keypoint_regress = Head(24, hidden, 2 * k)
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        x = self.fpn(self.backbone((images - 127.0) / 127.5))
+        x = self.fpn(self.backbone(images))
         return (self.center(x).sigmoid(), self.keypoint_heatmap(x).sigmoid(),
                 self.keypoint_offset(x), self.keypoint_regress(x))
 
@@ -195,7 +203,7 @@ class MoveNetSinglePose(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         from .movenet_decode import decode_single_pose
 
-        return decode_single_pose(*self.net(images))
+        return decode_single_pose(*self.net((images - INPUT_MEAN) / INPUT_STD))
 
 
 def build_movenet(variant: str = "lightning") -> MoveNetNet:

@@ -1,0 +1,71 @@
+"""MoveNet as a top-down model for :class:`~streampose.topdown.estimator.TopDownEstimator`.
+
+The estimator owns the flow (boxes → crops → batched forward → map back);
+this adapter only says how MoveNet wants its crops and decodes its output:
+
+- crops: square 192x192, 1.25x the box's longer side (the recipe the TFLite
+  pipeline of ``../shared/SOURCES.md`` was scored with), RGB, normalised as
+  the release does (``(u8 - 127) / 127.5``);
+- output: MoveNet's (y, x, score) in [0, 1] of the crop becomes (x, y) in
+  crop pixels.
+
+Example::
+
+    estimator = TopDownEstimator(load_movenet_topdown("weights/movenet_lightning.pth"))
+    poses = estimator.predict(image_bgr, xyxy)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..topdown.crops import CropSpec
+from ..topdown.models import CropKeypoints
+from .checkpoint import load_exactly, load_state_dict_file
+from .movenet import INPUT_MEAN, INPUT_STD, VARIANTS, build_movenet
+
+DEFAULT_POSE_WEIGHTS = "weights/movenet_lightning.pth"
+
+
+def movenet_crop(variant: str = "lightning") -> CropSpec:
+    """The crops a MoveNet variant takes."""
+    size = VARIANTS[variant].input_size
+    return CropSpec(input_size_wh=(size, size), padding=1.25, mean=(INPUT_MEAN / 255,) * 3,
+                    std=(INPUT_STD / 255,) * 3, rgb=True)
+
+
+class MoveNetTopDownModel:
+    """A MoveNet network plus its in-graph decoding, as a :class:`~streampose.topdown.models.TopDownModel`."""
+
+    def __init__(self, network, variant: str = "lightning") -> None:
+        self.network = network.eval()
+        self.crop = movenet_crop(variant)
+        self.num_keypoints = network.spec.num_keypoints
+        self.device = next(network.parameters()).device
+
+    def infer(self, batch) -> CropKeypoints:
+        """batch: (N, 3, S, S) normalised RGB crops → (x, y) in crop pixels and scores."""
+        import torch
+
+        from .movenet_decode import decode_single_pose
+
+        with torch.inference_mode():
+            yxs = decode_single_pose(*self.network(batch)).cpu().numpy()
+        w, h = self.crop.input_size_wh
+        coords = np.stack((yxs[..., 1] * w, yxs[..., 0] * h), axis=-1).astype(np.float32)
+        return CropKeypoints(coords, yxs[..., 2].astype(np.float32), (w, h))
+
+
+def load_movenet_topdown(path: str | Path = DEFAULT_POSE_WEIGHTS, *, device="cpu") -> MoveNetTopDownModel:
+    """MoveNet Lightning from a converted state dict (``scripts/convert_movenet.py``).
+
+    Raises UserError / CheckpointError (one line) for a missing or unfit file.
+    """
+    import torch
+
+    state = load_state_dict_file(path, "MoveNet weights", "convert the TFLite file with scripts/convert_movenet.py")
+    network = build_movenet("lightning")
+    load_exactly(network, state, path, "MoveNet weights")
+    return MoveNetTopDownModel(network.to(torch.device(device)))
