@@ -54,7 +54,12 @@ class Step:
         """A source ended; per-source state (tracks, open files) may be released."""
 
     def close(self) -> None:
-        """Release resources; called once, also after an error elsewhere."""
+        """Finish: release resources and finalize outputs (graceful end or stop)."""
+
+    def abort(self) -> None:
+        """The run failed: release resources without publishing half-written
+        outputs. Called instead of ``close()``; the default just closes."""
+        self.close()
 
 
 _REGISTRY: dict[str, type[Step]] = {}

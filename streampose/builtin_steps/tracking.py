@@ -18,7 +18,8 @@ import numpy as np
 
 from ..records import EndOfStream, Frame, StreamStart
 from ..step import Step, register_step
-from ..tracking import IoUTracker, OneEuroFilter, OneEuroParams, TrackerParams
+from .. import tracking  # kernels load lazily, on first use in the stage process
+from ..tracking.params import OneEuroParams, TrackerParams
 from ..tracking.checks import check_range
 
 logger = logging.getLogger(__name__)
@@ -45,7 +46,7 @@ class IoUTrackerStep(Step):
 
     def __init__(self, options: TrackerParams) -> None:
         self.options = options
-        self._trackers: dict[int, IoUTracker] = {}
+        self._trackers: dict[int, "tracking.IoUTracker"] = {}
         self._next_ids: dict[int, int] = {}
         self._warned_empty = False
 
@@ -64,7 +65,7 @@ class IoUTrackerStep(Step):
                 continue
             tracker = self._trackers.get(packet.source_id)
             if tracker is None:
-                tracker = IoUTracker.from_params(self.options, first_id=self._next_ids.get(packet.source_id, 0))
+                tracker = tracking.IoUTracker.from_params(self.options, first_id=self._next_ids.get(packet.source_id, 0))
                 self._trackers[packet.source_id] = tracker
             if records is packet.poses:
                 ids = tracker.update(records.xyxy, keypoints=records.keypoints,
@@ -128,7 +129,7 @@ class OneEuroFilterStep(Step):
 
     def __init__(self, options: OneEuroStepOptions) -> None:
         self.options = options
-        self._filters: dict[int, OneEuroFilter] = {}
+        self._filters: dict[int, "tracking.OneEuroFilter"] = {}
         self._source_fps: dict[int, float] = {}
         self._warned_untracked = False
 
@@ -144,7 +145,7 @@ class OneEuroFilterStep(Step):
             packet = frame.packet
             filt = self._filters.get(packet.source_id)
             if filt is None:
-                filt = OneEuroFilter.from_params(self.options)
+                filt = tracking.OneEuroFilter.from_params(self.options)
                 self._filters[packet.source_id] = filt
             filt.drop(packet.extras.get(REMOVED_TRACK_IDS, ()))
             t_s = self._time_of(packet)
@@ -172,15 +173,15 @@ class OneEuroFilterStep(Step):
 
 def _warm_up_tracker(params: TrackerParams) -> None:
     """Compile (or load from cache) the tracker kernels in this process."""
-    tracker = IoUTracker.from_params(params)
+    tracker = tracking.IoUTracker.from_params(params)
     xyxy = np.array([[0.0, 0.0, 10.0, 20.0], [5.0, 5.0, 15.0, 25.0]])
     keypoints = np.zeros((2, 17, 2))
     for _ in range(2):
         tracker.update(xyxy, keypoints=keypoints, keypoint_scores=np.ones((2, 17)))
-    IoUTracker.from_params(params).update(xyxy, class_ids=np.zeros(2, np.int64))
+    tracking.IoUTracker.from_params(params).update(xyxy, class_ids=np.zeros(2, np.int64))
 
 
 def _warm_up_filter(params: OneEuroParams) -> None:
-    filt = OneEuroFilter.from_params(params)
+    filt = tracking.OneEuroFilter.from_params(params)
     for t_s in (0.0, 0.1):
         filt(np.array([0]), np.zeros((1, 17, 2)), np.ones((1, 17)), t_s)

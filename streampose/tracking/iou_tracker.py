@@ -41,7 +41,8 @@ from numba.extending import register_jitable
 
 from ..assignment import match_weights
 from ..records import UNTRACKED
-from .checks import check_int, check_range
+from .checks import check_int
+from .params import TrackerParams
 
 __all__ = ["COCO_KEYPOINT_SIGMAS", "IoUTracker", "TrackerParams", "iou_matrix", "similarity_matrix"]
 
@@ -56,32 +57,6 @@ _STATE_NAMES = {TENTATIVE: "tentative", CONFIRMED: "confirmed", LOST: "lost"}
 # How much a new velocity measurement moves the estimate (exponential average):
 # 0.5 follows a walking person within two frames and halves detector box jitter.
 _VELOCITY_GAIN = 0.5
-
-
-@dataclass(frozen=True)
-class TrackerParams:
-    """Tracker settings, validated on construction (ValueError naming argument, value, range).
-
-    min_hits: consecutive matches before a track is confirmed and gets an ID (1 = at once).
-    max_age: frames a confirmed track may go unmatched (lost) before removal.
-    min_similarity: smallest similarity (IoU, or the IoU/OKS blend) that may match.
-    oks_weight: weight of keypoint OKS in the similarity (0 = boxes only); used
-        only when both sides have keypoints above ``keypoint_threshold``.
-    keypoint_threshold: keypoints scoring below this are ignored by OKS.
-    """
-
-    min_hits: int = 3
-    max_age: int = 30
-    min_similarity: float = 0.3
-    oks_weight: float = 0.2
-    keypoint_threshold: float = 0.3
-
-    def __post_init__(self) -> None:
-        check_int("min_hits", self.min_hits, 1, 1000)
-        check_int("max_age", self.max_age, 0, 100_000)
-        check_range("min_similarity", self.min_similarity, 0.0, 1.0, low_open=True)
-        check_range("oks_weight", self.oks_weight, 0.0, 1.0)
-        check_range("keypoint_threshold", self.keypoint_threshold, 0.0, 1.0)
 
 
 @register_jitable  # callable from other kernels, and still plain Python for the twins

@@ -49,31 +49,9 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-from .checks import check_range
+from .params import OneEuroParams
 
 __all__ = ["OneEuroFilter", "OneEuroParams"]
-
-
-@dataclass(frozen=True)
-class OneEuroParams:
-    """One-Euro settings, validated on construction (ValueError naming argument, value, range).
-
-    min_cutoff: cutoff frequency at rest, Hz (lower = smoother when still).
-    beta: cutoff increase per pixel/second of speed (higher = less lag when moving).
-    d_cutoff: cutoff frequency of the speed estimate, Hz.
-    keypoint_threshold: keypoints scoring below this do not update the filter.
-    """
-
-    min_cutoff: float = 0.1
-    beta: float = 0.1
-    d_cutoff: float = 0.2
-    keypoint_threshold: float = 0.3
-
-    def __post_init__(self) -> None:
-        check_range("min_cutoff", self.min_cutoff, 0.0, 1000.0, low_open=True)
-        check_range("beta", self.beta, 0.0, 1000.0)
-        check_range("d_cutoff", self.d_cutoff, 0.0, 1000.0, low_open=True)
-        check_range("keypoint_threshold", self.keypoint_threshold, 0.0, 1.0)
 
 
 def _one_euro_update(keypoints: np.ndarray, scores: np.ndarray, slots: np.ndarray, t_s: float,
