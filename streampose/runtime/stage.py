@@ -160,13 +160,13 @@ class StageRunner:
     def close(self, failed: bool = False) -> list[tuple[str, BaseException]]:
         """Close every started step (each even if another fails); returns (step, error) pairs.
 
-        failed: the run failed, so steps that have an ``abort()`` (sinks that
-        would otherwise publish half-written files) get ``abort()`` instead.
+        failed: the run failed, so steps get ``abort()`` instead (sinks drop
+        their half-written files; other steps just close).
         """
         errors = []
         for step in self._started:
             try:
-                if failed and callable(getattr(step, "abort", None)):
+                if failed:
                     step.abort()
                 else:
                     step.close()
