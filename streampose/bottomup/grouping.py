@@ -26,9 +26,9 @@ is deterministic:
 - **refine**: each missing joint is taken at the argmax of
   ``heatmap - round(|tag - person mean tag|)`` (first maximum in row-major
   order) with the same quarter-pixel offset. The argmax is found by a
-  branch-and-bound over 16x16 tiles (tiles visited by decreasing heatmap
-  maximum; the tags' bounding box in a tile bounds its distance term), which
-  returns exactly the full-map argmax but touches few pixels.
+  branch-and-bound over 16x16 tiles (the heatmap maximum of a tile and its
+  tags' bounding box bound its scores), which returns exactly the full-map
+  argmax but touches few pixels.
 
 Arrays: ``det`` (J, H, W) float32 heatmaps, ``tag`` (J, H, W, D) float32 tags
 (D = 1 without flip, 2 with flip test, more with several scales), both at the
@@ -111,30 +111,31 @@ class ParseResult:
 
 @njit(cache=True, error_model="numpy")
 def _pairwise_sum(values, n):
-    """numpy's pairwise sum of values[:n] (1-D, any float dtype), as its add.reduce does."""
+    """numpy's add.reduce of values[:n] (1-D float array), for n <= 128.
+
+    Under 8 terms numpy adds in order; up to 128 it keeps 8 partial sums and
+    combines them pairwise (longer arrays, split in halves, never occur here:
+    n is a number of joints or tag channels).
+    """
     acc = np.zeros(8, values.dtype)
     if n < 8:
         res = acc[0]
         for i in range(n):
             res = res + values[i]
         return res
-    if n <= 128:
+    for j in range(8):
+        acc[j] = values[j]
+    i = 8
+    limit = n - (n % 8)
+    while i < limit:
         for j in range(8):
-            acc[j] = values[j]
-        i = 8
-        limit = n - (n % 8)
-        while i < limit:
-            for j in range(8):
-                acc[j] = acc[j] + values[i + j]
-            i += 8
-        res = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]))
-        while i < n:
-            res = res + values[i]
-            i += 1
-        return res
-    half = n // 2
-    half -= half % 8
-    return _pairwise_sum(values, half) + _pairwise_sum(values[half:], n - half)
+            acc[j] = acc[j] + values[i + j]
+        i += 8
+    res = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]))
+    while i < n:
+        res = res + values[i]
+        i += 1
+    return res
 
 
 @njit(cache=True, error_model="numpy")
@@ -668,44 +669,47 @@ def _scan_tile(det_j, tag_j, prev, tile, ty, tx, best, best_index):
 
 
 @njit(cache=True, error_model="numpy")
-def _refine_argmax_tiled(det_j, tag_j, prev, tile, tile_max, order, box_ready, tag_lo, tag_hi):
+def _refine_argmax_tiled(det_j, tag_j, prev, tile, tile_max, box_ready, tag_lo, tag_hi):
     """Same answer as _refine_argmax_full for finite maps, tags and prev.
 
-    Tiles are visited by decreasing heatmap maximum (an upper bound of the
-    score, as round(distance) >= 0) until that bound falls under the best
-    score; a tile's tag bounding box (computed on first use) tightens the
-    bound to ``max - round(lower bound of the distance)``. Ties keep the
-    lowest row-major index, as np.argmax.
+    The tile holding the heatmap maximum is scanned first; any other tile is
+    scanned only if its upper bound can still beat (or tie at a lower
+    row-major index, as np.argmax) the best score so far. The bound is the
+    tile's heatmap maximum (round(distance) >= 0), tightened by the tags'
+    bounding box (computed on first use) to ``max - round(lower distance)``.
     """
     width = det_j.shape[1]
-    n_tx = tile_max.shape[1]
+    n_ty, n_tx = tile_max.shape
     depth = prev.shape[0]
-    best = np.float32(-np.inf)
-    best_index = -1
-    for r in range(order.shape[0]):
-        t = order[r]
-        ty = t // n_tx
-        tx = t - ty * n_tx
-        top = tile_max[ty, tx]
-        first = ty * tile * width + tx * tile
-        if best_index >= 0 and (top < best or (top == best and first > best_index)):
-            if top < best:
-                break
-            continue
-        if not box_ready[t]:
-            _tile_tag_box(tag_j, tile, ty, tx, tag_lo[t], tag_hi[t])
-            box_ready[t] = True
-        gap2 = 0.0
-        for d in range(depth):
-            p = np.float64(prev[d])
-            gap = max(0.0, max(np.float64(tag_lo[t, d]) - p, p - np.float64(tag_hi[t, d])))
-            gap2 += gap * gap
-        # The slack keeps this under the float32 distance of every pixel of the tile.
-        lower = max(0.0, np.sqrt(gap2) * (1.0 - 1e-6) - 1e-6)
-        bound = top - np.float32(np.rint(lower))
-        if best_index >= 0 and (bound < best or (bound == best and first > best_index)):
-            continue
-        best, best_index = _scan_tile(det_j, tag_j, prev, tile, ty, tx, best, best_index)
+    top_ty = 0
+    top_tx = 0
+    for ty in range(n_ty):
+        for tx in range(n_tx):
+            if tile_max[ty, tx] > tile_max[top_ty, top_tx]:
+                top_ty = ty
+                top_tx = tx
+    best, best_index = _scan_tile(det_j, tag_j, prev, tile, top_ty, top_tx, np.float32(-np.inf), -1)
+    for ty in range(n_ty):
+        for tx in range(n_tx):
+            top = tile_max[ty, tx]
+            first = ty * tile * width + tx * tile
+            if top < best or (top == best and first > best_index) or (ty == top_ty and tx == top_tx):
+                continue
+            t = ty * n_tx + tx
+            if not box_ready[t]:
+                _tile_tag_box(tag_j, tile, ty, tx, tag_lo[t], tag_hi[t])
+                box_ready[t] = True
+            gap2 = 0.0
+            for d in range(depth):
+                p = np.float64(prev[d])
+                gap = max(0.0, max(np.float64(tag_lo[t, d]) - p, p - np.float64(tag_hi[t, d])))
+                gap2 += gap * gap
+            # The slack keeps this under the float32 distance of every pixel of the tile.
+            lower = max(0.0, np.sqrt(gap2) * (1.0 - 1e-6) - 1e-6)
+            bound = top - np.float32(np.rint(lower))
+            if bound < best or (bound == best and first > best_index):
+                continue
+            best, best_index = _scan_tile(det_j, tag_j, prev, tile, ty, tx, best, best_index)
     return best_index
 
 
@@ -719,7 +723,6 @@ def _refine_kernel(grouped, det, tag, tile, use_tiles):
     n_tiles = n_ty * n_tx
     tiles_state = np.zeros(num_joints, np.int8)  # 0 not computed, 1 ready, 2 not finite
     tile_max = np.empty((num_joints, n_ty, n_tx), np.float32)
-    order = np.empty((num_joints, n_tiles), np.int64)
     box_ready = np.zeros((num_joints, n_tiles), np.bool_)
     tag_lo = np.empty((num_joints, n_tiles, depth), np.float32)
     tag_hi = np.empty((num_joints, n_tiles, depth), np.float32)
@@ -743,14 +746,10 @@ def _refine_kernel(grouped, det, tag, tile, use_tiles):
             if grouped[p, j, 2] != 0:
                 continue
             if use_tiles and prev_finite and tiles_state[j] == 0:
-                if _joint_tiles(det[j], tag[j], tile, tile_max[j]):
-                    tiles_state[j] = 1
-                    order[j] = np.argsort(-tile_max[j].ravel(), kind="mergesort")
-                else:
-                    tiles_state[j] = 2
+                tiles_state[j] = 1 if _joint_tiles(det[j], tag[j], tile, tile_max[j]) else 2
             if use_tiles and prev_finite and tiles_state[j] == 1:
-                index = _refine_argmax_tiled(det[j], tag[j], prev, tile, tile_max[j], order[j], box_ready[j],
-                                             tag_lo[j], tag_hi[j])
+                index = _refine_argmax_tiled(det[j], tag[j], prev, tile, tile_max[j], box_ready[j], tag_lo[j],
+                                             tag_hi[j])
             else:
                 index = _refine_argmax_full(det[j], tag[j], prev)
             yy = index // width
