@@ -122,7 +122,8 @@ class StandInEstimator:
         import cv2
 
         coco = load_ground_truth(annotations_json)
-        self.images = {i: cv2.imread(str(images_dir / coco.imgs[i]["file_name"])) for i in coco.imgs}
+        flags = cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION  # as the runner and the official loaders
+        self.images = {i: cv2.imread(str(images_dir / coco.imgs[i]["file_name"]), flags) for i in coco.imgs}
         self.annotations = {i: coco.imgToAnns.get(i, []) for i in coco.imgs}
         self.flip_test = flip_test
         self.offset_px = offset_px

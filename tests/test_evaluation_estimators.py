@@ -92,7 +92,8 @@ class GroundTruthBottomUp:
         for image_id, image in coco.imgs.items():
             anns = [a for a in coco.imgToAnns.get(image_id, []) if a["num_keypoints"] > 0]
             kps = np.array([a["keypoints"] for a in anns], np.float32).reshape(-1, 17, 3)
-            self.people[cv2.imread(str(images_dir / image["file_name"])).tobytes()] = kps
+            self.people[cv2.imread(str(images_dir / image["file_name"]),
+                                   cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION).tobytes()] = kps
 
     def predict(self, image: np.ndarray) -> Poses:
         kps = self.people[image.tobytes()]
@@ -107,3 +108,22 @@ def test_bottom_up_runner_path(shared_dir, tmp_path):
                                      estimator_kind="bottomup", progress=False)
     assert evaluation.stats["AP"] == 1.0 and evaluation.num_boxes == 0
     assert len(evaluation.results) == 12 and all(r["score"] == pytest.approx(0.8) for r in evaluation.results)
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda data: data["images"][0].update(width=641), "is 640x425 but the annotations say 641x425"),
+    (lambda data: data["images"][0].pop("file_name"), "image id 785 has no 'file_name'"),
+])
+def test_runner_rejects_images_that_do_not_fit_the_annotations(shared_dir, tmp_path, change, message):
+    import json
+
+    from streampose.errors import UserError
+
+    coco = shared_dir / "coco"
+    data = json.loads((coco / "test_coco.json").read_text())
+    change(data)
+    annotations = tmp_path / "ann.json"
+    annotations.write_text(json.dumps(data))
+    with pytest.raises(UserError, match=message):
+        run_coco_evaluation(coco, annotations, estimator=GroundTruthBottomUp(coco, coco / "test_coco.json"),
+                            estimator_kind="bottomup", progress=False)

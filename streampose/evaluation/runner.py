@@ -85,6 +85,7 @@ def crop_box_areas(xyxy: np.ndarray, crop: CropSpec) -> np.ndarray:
 class _CocoImage:
     image_id: int
     path: Path
+    size_wh: tuple[int, int] | None  # from the annotations, when they give it
 
 
 def check_dataset(images_dir: str | Path, annotations_json: str | Path, max_images: int | None = None):
@@ -97,13 +98,24 @@ def check_dataset(images_dir: str | Path, annotations_json: str | Path, max_imag
     return coco, _image_list(images_dir, coco, max_images)
 
 
+def _size_wh(image: dict[str, Any]) -> tuple[int, int] | None:
+    if isinstance(image.get("width"), int) and isinstance(image.get("height"), int):
+        return image["width"], image["height"]
+    return None
+
+
 def _image_list(images_dir: str | Path, coco, max_images: int | None) -> list[_CocoImage]:
     directory = Path(images_dir).expanduser()
     if not directory.is_dir():
         reason = "is a file" if directory.exists() else "not found"
         raise UserError(f"images folder {str(images_dir)!r} {reason}; give the folder of the annotated images "
                         "(e.g. val2017/)")
-    images = [_CocoImage(image_id, directory / coco.imgs[image_id]["file_name"]) for image_id in sorted(coco.imgs)]
+    unnamed = [image_id for image_id, image in coco.imgs.items() if not isinstance(image.get("file_name"), str)]
+    if unnamed:
+        raise UserError(f"annotation file: image id {unnamed[0]} has no 'file_name'; use COCO annotations that "
+                        "name their images")
+    images = [_CocoImage(image_id, directory / coco.imgs[image_id]["file_name"], _size_wh(coco.imgs[image_id]))
+              for image_id in sorted(coco.imgs)]
     if max_images is not None:
         if max_images < 1:
             raise UserError(f"max_images must be at least 1, got {max_images}")
@@ -115,12 +127,16 @@ def _image_list(images_dir: str | Path, coco, max_images: int | None) -> list[_C
     return images
 
 
-def _read_image(path: Path) -> np.ndarray:
+def _read_image(path: Path, expected_wh: tuple[int, int] | None) -> np.ndarray:
+    """The image as stored, BGR; EXIF orientation ignored, as COCO annotations and the official loaders do."""
     import cv2
 
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
     if image is None:
         raise UserError(f"image {str(path)!r} cannot be decoded; replace the file")
+    if expected_wh is not None and (image.shape[1], image.shape[0]) != expected_wh:
+        raise UserError(f"image {str(path)!r} is {image.shape[1]}x{image.shape[0]} but the annotations say "
+                        f"{expected_wh[0]}x{expected_wh[1]}; do the images and the annotation file belong together?")
     return image
 
 
@@ -226,7 +242,7 @@ def run_coco_evaluation(
     started = time.perf_counter()
     try:
         for item in _progress(images, progress, f"COCO {estimator_kind}"):
-            image = _read_image(item.path)
+            image = _read_image(item.path, item.size_wh)
             if estimator_kind == "bottomup":
                 poses = estimator.predict(image)
                 if not isinstance(poses, Poses):
