@@ -27,6 +27,7 @@ import torch
 from streampose.models.movenet import VARIANTS, MoveNetSinglePose, build_movenet
 from streampose.models.movenet_decode import decode_single_pose
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 REPO = Path(__file__).resolve().parents[1]
 TFLITE = "movenet_singlepose_lightning_int8.tflite"
 SIZE = 192

@@ -14,6 +14,7 @@ from streampose.errors import ConfigError, UserError
 from streampose.records import Detections, Frame, FramePacket
 from streampose.step import build_step, registered_step_types
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "samples" / "one-by-one-person-10s.mp4"
 

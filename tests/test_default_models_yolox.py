@@ -15,6 +15,7 @@ from streampose.errors import CheckpointError, UserError
 from streampose.models.yolox import VARIANTS, build_yolox
 from streampose.models.yolox_detector import BUNDLED_DETECTORS, YoloxDetector
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 REPO = Path(__file__).resolve().parents[1]
 COCO_IMAGES = ("000000000785.jpg", "000000040083.jpg", "000000196141.jpg", "000000197388.jpg")
 # (original ONNX file, bundled state dict)
