@@ -30,6 +30,7 @@ import dataclasses
 import logging
 import math
 import pickle
+import re
 import zipfile
 from collections.abc import Mapping
 from functools import lru_cache
@@ -127,10 +128,10 @@ def read_state_dict(path: str | Path) -> CheckpointContents:
     try:
         obj = torch.load(file, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(
-            f"{path}: cannot be loaded safely (not a plain state dict of tensors: {first[:120]}); "
-            f"{_DOWNLOAD_HINT}") from e
+        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(e))
+        reason = (f"it pickles the object {found.group(1)}, e.g. a whole model or a detector checkpoint" if found
+                  else "it is not a plain state dict of tensors, or not a torch file")
+        raise CheckpointError(f"{path}: cannot be loaded safely ({reason}); {_DOWNLOAD_HINT}") from e
     except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as e:
         raise CheckpointError(f"{path}: not a readable torch checkpoint ({type(e).__name__}: "
                               f"{str(e).strip().splitlines()[0][:120] if str(e).strip() else ''}); "
@@ -214,32 +215,35 @@ def identify(contents: CheckpointContents, path: str | Path = "checkpoint") -> P
 
 
 @lru_cache(maxsize=None)
-def _reference_layouts() -> dict[str, frozenset[str]]:
+def _reference_layouts() -> dict[str, tuple[str, ...]]:
     """Upstream key sets of each family and head (w32), for naming what an unknown file lacks."""
+    from .hrnet import HRNET_MODELS
+
     layouts = {}
     for name, family in (("pose_hrnet_w32_256x192", "official_hrnet"), ("simdr_hrnet_w32_256x192", "official_simdr"),
                          ("pose_higher_hrnet_w32_512", "official_higher_hrnet")):
-        from .hrnet import HRNET_MODELS
-
-        keys = build_network(HRNET_MODELS[name]).state_dict().keys()
-        layouts[f"{name} ({family})"] = frozenset(_upstream_key(k, family) for k in keys)
+        keys = build_network(HRNET_MODELS[name], device="meta").state_dict().keys()
+        layouts[f"{name} ({family})"] = tuple(_upstream_key(k, family) for k in keys)
         if family != "official_higher_hrnet":
-            layouts[f"{name} (sithu)"] = frozenset(_upstream_key(k, "sithu") for k in keys)
+            layouts[f"{name} (sithu)"] = tuple(_upstream_key(k, "sithu") for k in keys)
     return layouts
 
 
 def _first(keys, n: int = 3) -> str:
-    keys = sorted(keys)
+    """``"<count>: k1, k2, k3, ..."`` of keys given in a meaningful order (layout or file order)."""
+    keys = list(keys)
     shown = ", ".join(keys[:n])
     return f"{len(keys)}: {shown}{', ...' if len(keys) > n else ''}" if keys else "0"
 
 
 def _raise_unknown_layout(sd: Mapping, path: str | Path) -> None:
     keys = set(sd)
-    name, ref = max(_reference_layouts().items(), key=lambda item: len(item[1] & keys))
+    name, ref = max(_reference_layouts().items(), key=lambda item: len(keys.intersection(item[1])))
+    known = set(ref)
     raise CheckpointError(
         f"{path}: fits no HRNet / SimDR / HigherHRNet layout (closest {name}: missing keys "
-        f"[{_first(ref - keys)}], unexpected keys [{_first(keys - ref)}]); {_DOWNLOAD_HINT}")
+        f"[{_first(k for k in ref if k not in keys)}], unexpected keys [{_first(k for k in sd if k not in known)}]); "
+        f"{_DOWNLOAD_HINT}")
 
 
 # --------------------------------------------------------------------------- loading
@@ -253,10 +257,9 @@ def load_state_dict_strict(model: PoseNetwork, state_dict: Mapping, family: str,
     import torch
 
     expected = model.state_dict()
-    missing = set(expected) - set(state_dict)
-    unexpected = set(state_dict) - set(expected)
-    mismatched = sorted(k for k in set(expected) & set(state_dict)
-                        if tuple(expected[k].shape) != tuple(state_dict[k].shape))
+    missing = [k for k in expected if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in expected]
+    mismatched = [k for k in expected if k in state_dict and tuple(expected[k].shape) != tuple(state_dict[k].shape)]
     if missing or unexpected or mismatched:
         detail = [f"missing keys [{_first(_upstream_key(k, family) for k in missing)}]",
                   f"unexpected keys [{_first(_upstream_key(k, family) for k in unexpected)}]"]
