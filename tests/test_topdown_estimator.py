@@ -34,12 +34,12 @@ def frames():
     return images, boxes, scores
 
 
-@pytest.mark.parametrize("kind", ["heatmap", "simdr"])
+@pytest.mark.parametrize("kind", ["heatmap", "heatmap_dark", "simdr"])
 def test_batched_equals_per_frame_and_chunked(frames, kind):
     images, boxes, scores = frames
     crop = CropSpec(input_size_wh=(96, 128))
-    if kind == "heatmap":
-        model = HeatmapTopDownModel(_tiny(HeatmapHeadSpec()), crop, flip_test=True)
+    if kind.startswith("heatmap"):
+        model = HeatmapTopDownModel(_tiny(HeatmapHeadSpec()), crop, flip_test=True, use_dark=kind.endswith("dark"))
     else:
         model = SimDRTopDownModel(_tiny(SimDRHeadSpec(input_size_wh=(96, 128))), crop, flip_test=True)
     batched = TopDownEstimator(model, max_batch=64).predict_batch(images, boxes, scores)
@@ -53,6 +53,8 @@ def test_batched_equals_per_frame_and_chunked(frames, kind):
             np.testing.assert_allclose(other.keypoint_scores, a.keypoint_scores, rtol=1e-4, atol=1e-6)
         np.testing.assert_array_equal(a.xyxy, xyxy)
         np.testing.assert_allclose(a.scores, person_scores(a.keypoint_scores, box_scores), rtol=1e-6)
+        if kind.endswith("dark"):
+            continue  # DARK's Newton step is unbounded on the random maps of an untrained network (as official)
         # Keypoints land inside the padded crop of their box.
         for kp, (x1, y1, x2, y2) in zip(a.keypoints, xyxy):
             pad = 0.5 * max(x2 - x1, (y2 - y1) * 0.75) * 1.25 + 1

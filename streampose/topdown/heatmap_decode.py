@@ -13,7 +13,10 @@ in heatmap pixels (map them to the frame with
   Coordinate Representation for Human Pose Estimation", ilovepose/DarkPose
   ``lib/core/inference.py``): Gaussian blur (kernel 11, each map rescaled to
   its original maximum), log, then one Newton step of the second-order
-  Taylor expansion at the argmax where 1 < x < W-2 and 1 < y < H-2.
+  Taylor expansion at the argmax where 1 < x < W-2 and 1 < y < H-2. As in
+  the official code the step is not bounded: on maps that are not peaked
+  (an untrained network) it can throw a keypoint far off; trained heatmaps
+  are Gaussian-like around their maximum, where the step is sub-pixel.
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ from typing import Protocol, Sequence
 
 import numpy as np
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, ConfigError
 from ..records import COCO_FLIP_INDEX
 from .crops import CropSpec
 from .flip import average_heatmaps, flip_back_heatmaps, flip_back_simdr
@@ -123,7 +123,8 @@ def load_topdown_model(path: str | Path, *, flip_test: bool = True, use_dark: bo
                        device="cpu") -> TopDownModel:
     """A top-down model from an HRNet or SimDR checkpoint (any supported upstream layout).
 
-    Raises CheckpointError for a bottom-up (HigherHRNet) or unknown file.
+    Raises CheckpointError for a bottom-up (HigherHRNet) or unknown file,
+    ConfigError for ``use_dark`` with a SimDR model.
     """
     from ..models.hrnet_checkpoints import load_pose_model
 
@@ -133,8 +134,7 @@ def load_topdown_model(path: str | Path, *, flip_test: bool = True, use_dark: bo
         return HeatmapTopDownModel(network, crop, flip_test=flip_test, use_dark=use_dark)
     if spec.head.kind == "simdr":
         if use_dark:
-            raise CheckpointError(f"{path}: use_dark applies to heatmap models, this is {spec.name}; "
-                                  "set use_dark = false")
+            raise ConfigError(f"use_dark: applies to heatmap models, {path} is {spec.name}; set use_dark = false")
         return SimDRTopDownModel(network, crop, flip_test=flip_test)
     raise CheckpointError(f"{path}: is a bottom-up {spec.name} checkpoint, not a top-down one; "
                           "use it with the higherhrnet_pose step")
