@@ -65,11 +65,14 @@ class TFSameConv(nn.Conv2d):
     """Conv2d with TensorFlow "SAME" padding (extra row/column at the bottom/right)."""
 
     def __init__(self, in_ch: int, out_ch: int, kernel: int, stride: int = 1, groups: int = 1) -> None:
-        super().__init__(in_ch, out_ch, kernel, stride, padding=0, groups=groups, bias=True)
+        # At stride 1 with an odd kernel "SAME" is symmetric, so the convolution pads by itself.
+        self._pad_in_forward = stride > 1 or kernel % 2 == 0
+        padding = 0 if self._pad_in_forward else (kernel - 1) // 2
+        super().__init__(in_ch, out_ch, kernel, stride, padding=padding, groups=groups, bias=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        k, s = self.kernel_size[0], self.stride[0]
-        if k > 1 or s > 1:
+        if self._pad_in_forward:
+            k, s = self.kernel_size[0], self.stride[0]
             pads = []
             for size in (x.shape[-1], x.shape[-2]):
                 total = max((math.ceil(size / s) - 1) * s + k - size, 0)
