@@ -62,7 +62,7 @@ def test_step_is_registered_as_the_detector():
     ({"img_size": 500}, "img_size"), ({"img_size": 0}, "img_size"), ({"conf_threshold": 1.5}, "conf_threshold"),
     ({"iou_threshold": -0.1}, "iou_threshold"), ({"max_detections": 0}, "max_detections"),
     ({"letterbox": "round"}, "letterbox"), ({"classes": ["person", "person"]}, "classes"),
-    ({"score": 0.3}, "score"), ({"img_size": "640"}, "img_size"),
+    ({"score": 0.3}, "score"), ({"img_size": "640"}, "img_size"), ({"threads": -1}, "threads"),
 ])
 def test_bad_options_name_the_option(options, key):
     with pytest.raises(ConfigError, match=key):

@@ -30,7 +30,9 @@ class YoloV5DetectorOptions:
     frame; classes: class names to keep (empty list: all classes);
     letterbox: "rect" (smallest multiple of 32, faster) or "square"; fuse:
     fold BatchNorm into the convolutions; half: fp16 on CUDA (ignored with a
-    warning on CPU); device: auto, cpu, cuda, cuda:N.
+    warning on CPU); threads: torch CPU threads of the stage's process (0:
+    torch's default; 1 is fastest on a busy or small CPU, see BENCHMARKS.md);
+    device: auto, cpu, cuda, cuda:N.
     """
 
     weights: str
@@ -42,6 +44,7 @@ class YoloV5DetectorOptions:
     letterbox: Literal["rect", "square"] = "rect"
     fuse: bool = True
     half: bool = False
+    threads: int = 0
     device: str = "auto"
 
     def __post_init__(self) -> None:
@@ -53,6 +56,8 @@ class YoloV5DetectorOptions:
                 raise ValueError(f"{name}: must be between 0 and 1, got {value}")
         if self.max_detections < 1:
             raise ValueError(f"max_detections: must be at least 1, got {self.max_detections}")
+        if self.threads < 0:
+            raise ValueError(f"threads: must be 0 (torch's default) or more, got {self.threads}")
         if len(set(self.classes)) != len(self.classes):
             raise ValueError(f"classes: names repeat in {self.classes}")
 
@@ -72,6 +77,10 @@ class YoloV5DetectorStep(Step):
         from ..models.yolov5.detector import YoloV5Detector
 
         o = self.options
+        if o.threads:
+            import torch
+
+            torch.set_num_threads(o.threads)
         try:
             self.detector = YoloV5Detector.from_checkpoint(
                 o.weights, img_size=o.img_size, conf_threshold=o.conf_threshold, iou_threshold=o.iou_threshold,
