@@ -24,6 +24,7 @@ import dataclasses
 import hashlib
 import importlib
 import importlib.util
+import logging
 import sys
 import tomllib
 import types
@@ -34,6 +35,8 @@ from typing import Any
 from .errors import ConfigError
 from .paths import PROJECT_ROOT, resolve_path
 from .step import build_step, registered_step_types
+
+logger = logging.getLogger(__name__)
 
 PIPELINES_DIR = PROJECT_ROOT / "pipelines"
 
@@ -191,9 +194,11 @@ def apply_overrides(config: PipelineConfig, *, device: str | None = None, det_mo
             continue
         hits = 0
         for stage in config.stages:
-            for spec in stage.steps:
+            for index, spec in enumerate(stage.steps):
                 cls = step_class(spec)
                 if cls is not None and cls.role == role:
+                    if option == "weights":
+                        spec = stage.steps[index] = _step_for_weights(spec, role, str(value), flag)
                     spec[option] = value
                     hits += 1
         if not hits:
@@ -207,6 +212,29 @@ def apply_overrides(config: PipelineConfig, *, device: str | None = None, det_mo
                     spec["device"] = device
     validate_steps(config)
     return config
+
+
+# Options that carry over when a step is swapped for one that reads the given weights.
+_PORTABLE_OPTIONS = ("device", "threads")
+
+
+def _step_for_weights(spec: dict[str, Any], role: str, weights: str, flag: str) -> dict[str, Any]:
+    """``spec``, or a spec of the step type that reads ``weights`` when the file is of another kind.
+
+    Lets ``--det-model crowdhuman_yolov5m.pt --pose-model pose_hrnet_w32_256x192.pth``
+    work with any pipeline, as in the original top-down demo.
+    """
+    from .weights_kind import STEP_FOR_KIND, weights_kind
+
+    new_type = STEP_FOR_KIND.get(weights_kind(resolve_path(weights)) or "")
+    new_cls = registered_step_types().get(new_type or "")
+    if new_cls is None or new_type == spec.get("type") or new_cls.role != role:
+        return spec
+    option_names = {f.name for f in dataclasses.fields(new_cls.Options)}
+    swapped = {"type": new_type, **{k: spec[k] for k in _PORTABLE_OPTIONS if k in spec and k in option_names}}
+    logger.info("%s: %s holds %s weights; running step %s instead of %s",
+                flag, weights, new_type, new_type, spec.get("type"))
+    return swapped
 
 
 def import_step_modules(modules: list[str], key_path: str = "step_modules") -> None:
