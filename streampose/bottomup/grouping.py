@@ -26,7 +26,7 @@ is deterministic:
 - **refine**: each missing joint is taken at the argmax of
   ``heatmap - round(|tag - person mean tag|)`` (first maximum in row-major
   order) with the same quarter-pixel offset. The argmax is found by a
-  branch-and-bound over 16x16 tiles (the heatmap maximum of a tile and its
+  branch-and-bound over 8x8 tiles (the heatmap maximum of a tile and its
   tags' bounding box bound its scores), which returns exactly the full-map
   argmax but touches few pixels.
 
@@ -50,7 +50,7 @@ from ..records import NUM_KEYPOINTS
 COCO_JOINT_ORDER: tuple[int, ...] = (0, 1, 2, 3, 4, 5, 6, 11, 12, 7, 8, 9, 10, 13, 14, 15, 16)
 
 #: Side of the square tiles of the refine branch-and-bound.
-REFINE_TILE = 16
+REFINE_TILE = 8
 
 _ASSIGN_FAILED = -1
 
@@ -213,12 +213,13 @@ def _pop_heap(hv, hi, length):
 
 
 @njit(cache=True, error_model="numpy")
-def _heap_topk(values, k, out_val, out_ind):
+def _heap_topk(values, k, out_val, out_ind, may_have_nan):
     """torch.topk(values, k) on CPU: libstdc++ std::partial_sort of (value, index) by value.
 
     That is its path for len(values) >= 64 * k: heap-select (make_heap on the
     first k, then each larger element replaces the front and sifts down), then
-    sort_heap; it fixes the order of equal values.
+    sort_heap; it fixes the order of equal values. may_have_nan False promises
+    NaN-free values (a cheaper scan).
     """
     n = values.shape[0]
     hv = np.empty(k, np.float32)
@@ -234,13 +235,19 @@ def _heap_topk(values, k, out_val, out_ind):
                 break
             parent -= 1
     front = hv[0]
-    front_is_nan = np.isnan(front)
-    for idx in range(k, n):
-        v = values[idx]
-        if v > front or (v != v and not front_is_nan):  # _heap_less(v, front)
-            _adjust_heap(hv, hi, 0, k, v, idx)
-            front = hv[0]
-            front_is_nan = np.isnan(front)
+    if may_have_nan:
+        front_is_nan = np.isnan(front)
+        for idx in range(k, n):
+            v = values[idx]
+            if v > front or (v != v and not front_is_nan):  # _heap_less(v, front)
+                _adjust_heap(hv, hi, 0, k, v, idx)
+                front = hv[0]
+                front_is_nan = np.isnan(front)
+    else:
+        for idx in range(k, n):
+            if values[idx] > front:
+                _adjust_heap(hv, hi, 0, k, values[idx], idx)
+                front = hv[0]
     length = k
     while length > 1:  # std::sort_heap
         _pop_heap(hv, hi, length)
@@ -252,7 +259,7 @@ def _heap_topk(values, k, out_val, out_ind):
 
 @njit(cache=True, error_model="numpy")
 def _window_max_nms(det_j, pad, out, row_max):
-    """out = det_j where det_j equals its (2 pad + 1)^2 window maximum, else 0 * det_j.
+    """out = det_j where det_j equals its (2 pad + 1)^2 window maximum, else 0 * det_j; True if NaN.
 
     max_pool2d semantics: the window is clipped at the border and a NaN in it
     wins. Maps without NaN take two separable passes; clamping the offsets
@@ -265,7 +272,7 @@ def _window_max_nms(det_j, pad, out, row_max):
             nan_count += det_j[y, x] != det_j[y, x]
     if nan_count > 0:
         _window_max_nms_nan(det_j, pad, out)
-        return
+        return True
     for y in range(height):
         row = det_j[y]
         rm = row_max[y]
@@ -301,6 +308,7 @@ def _window_max_nms(det_j, pad, out, row_max):
                     m = max(m, max(row_max[max(y - k, 0), x], row_max[min(y + k, height - 1), x]))
                 d = row[x]
                 out[base + x] = d if m == d else d * np.float32(0.0)
+    return False
 
 
 @njit(cache=True, error_model="numpy")
@@ -333,8 +341,8 @@ def _top_k_kernel(det, tag, k, pad):
     flat = np.empty(height * width, np.float32)
     row_max = np.empty((height, width), np.float32)
     for j in range(num_joints):
-        _window_max_nms(det[j], pad, flat, row_max)
-        _heap_topk(flat, k, val_k[j], ind_k[j])
+        has_nan = _window_max_nms(det[j], pad, flat, row_max)
+        _heap_topk(flat, k, val_k[j], ind_k[j], has_nan)
         for m in range(k):
             ind = ind_k[j, m]
             y = ind // width
@@ -620,39 +628,50 @@ def _count_not_finite(values):
 
 
 @njit(cache=True, error_model="numpy")
-def _joint_tiles(det_j, tag_j, tile, tile_max):
-    """Fill the per-tile heatmap maxima; False if a heatmap or tag value is not finite."""
+def _joint_tiles(det_j, tag_j, tile, tile_max, tag_lo, tag_hi):
+    """Per-tile heatmap maximum and tag bounding box; False if a heatmap or tag value is not finite.
+
+    One pass over each band of ``tile`` rows with element-wise extrema (which
+    vectorize), then a short reduction per tile. tag_lo / tag_hi: (tiles, D).
+    """
     height, width = det_j.shape
+    depth = tag_j.shape[2]
     if _count_not_finite(det_j.ravel()) + _count_not_finite(tag_j.ravel()) > 0:
         return False
     n_ty, n_tx = tile_max.shape
     band = np.empty(width, np.float32)
+    band_lo = np.empty(width * depth, np.float32)
+    band_hi = np.empty(width * depth, np.float32)
     for ty in range(n_ty):
         y0 = ty * tile
         band[:] = det_j[y0]
+        band_lo[:] = tag_j[y0].ravel()
+        band_hi[:] = band_lo
         for y in range(y0 + 1, min(height, y0 + tile)):
             row = det_j[y]
             for x in range(width):
                 band[x] = max(band[x], row[x])
+            tags = tag_j[y].ravel()
+            for i in range(width * depth):
+                band_lo[i] = min(band_lo[i], tags[i])
+                band_hi[i] = max(band_hi[i], tags[i])
         for tx in range(n_tx):
-            m = band[tx * tile]
-            for x in range(tx * tile + 1, min(width, (tx + 1) * tile)):
+            t = ty * n_tx + tx
+            x0 = tx * tile
+            x1 = min(width, x0 + tile)
+            m = band[x0]
+            for x in range(x0 + 1, x1):
                 m = max(m, band[x])
             tile_max[ty, tx] = m
-    return True
-
-
-@njit(cache=True, error_model="numpy")
-def _tile_tag_box(tag_j, tile, ty, tx, lo, hi):
-    height, width, depth = tag_j.shape
-    lo[:] = np.inf
-    hi[:] = -np.inf
-    for y in range(ty * tile, min(height, (ty + 1) * tile)):
-        for x in range(tx * tile, min(width, (tx + 1) * tile)):
             for d in range(depth):
-                t = tag_j[y, x, d]
-                lo[d] = min(lo[d], t)
-                hi[d] = max(hi[d], t)
+                lo = band_lo[x0 * depth + d]
+                hi = band_hi[x0 * depth + d]
+                for x in range(x0 + 1, x1):
+                    lo = min(lo, band_lo[x * depth + d])
+                    hi = max(hi, band_hi[x * depth + d])
+                tag_lo[t, d] = lo
+                tag_hi[t, d] = hi
+    return True
 
 
 @njit(cache=True, error_model="numpy")
@@ -669,14 +688,15 @@ def _scan_tile(det_j, tag_j, prev, tile, ty, tx, best, best_index):
 
 
 @njit(cache=True, error_model="numpy")
-def _refine_argmax_tiled(det_j, tag_j, prev, tile, tile_max, box_ready, tag_lo, tag_hi):
+def _refine_argmax_tiled(det_j, tag_j, prev, tile, tile_max, tag_lo, tag_hi):
     """Same answer as _refine_argmax_full for finite maps, tags and prev.
 
     The tile holding the heatmap maximum is scanned first; any other tile is
-    scanned only if its upper bound can still beat (or tie at a lower
-    row-major index, as np.argmax) the best score so far. The bound is the
-    tile's heatmap maximum (round(distance) >= 0), tightened by the tags'
-    bounding box (computed on first use) to ``max - round(lower distance)``.
+    scanned only if its upper bound can still beat the best score so far, or
+    tie it at a lower row-major index (np.argmax keeps the first maximum). The
+    bound is the tile's heatmap maximum (round(distance) >= 0), tightened
+    when that is not enough by the tags' bounding box to ``max - round(lower
+    bound of the distance)`` (both roundings are monotone).
     """
     width = det_j.shape[1]
     n_ty, n_tx = tile_max.shape
@@ -696,9 +716,6 @@ def _refine_argmax_tiled(det_j, tag_j, prev, tile, tile_max, box_ready, tag_lo, 
             if top < best or (top == best and first > best_index) or (ty == top_ty and tx == top_tx):
                 continue
             t = ty * n_tx + tx
-            if not box_ready[t]:
-                _tile_tag_box(tag_j, tile, ty, tx, tag_lo[t], tag_hi[t])
-                box_ready[t] = True
             gap2 = 0.0
             for d in range(depth):
                 p = np.float64(prev[d])
@@ -723,7 +740,6 @@ def _refine_kernel(grouped, det, tag, tile, use_tiles):
     n_tiles = n_ty * n_tx
     tiles_state = np.zeros(num_joints, np.int8)  # 0 not computed, 1 ready, 2 not finite
     tile_max = np.empty((num_joints, n_ty, n_tx), np.float32)
-    box_ready = np.zeros((num_joints, n_tiles), np.bool_)
     tag_lo = np.empty((num_joints, n_tiles, depth), np.float32)
     tag_hi = np.empty((num_joints, n_tiles, depth), np.float32)
     tags = np.empty((num_joints, depth), np.float32)
@@ -746,10 +762,9 @@ def _refine_kernel(grouped, det, tag, tile, use_tiles):
             if grouped[p, j, 2] != 0:
                 continue
             if use_tiles and prev_finite and tiles_state[j] == 0:
-                tiles_state[j] = 1 if _joint_tiles(det[j], tag[j], tile, tile_max[j]) else 2
+                tiles_state[j] = 1 if _joint_tiles(det[j], tag[j], tile, tile_max[j], tag_lo[j], tag_hi[j]) else 2
             if use_tiles and prev_finite and tiles_state[j] == 1:
-                index = _refine_argmax_tiled(det[j], tag[j], prev, tile, tile_max[j], box_ready[j], tag_lo[j],
-                                             tag_hi[j])
+                index = _refine_argmax_tiled(det[j], tag[j], prev, tile, tile_max[j], tag_lo[j], tag_hi[j])
             else:
                 index = _refine_argmax_full(det[j], tag[j], prev)
             yy = index // width
