@@ -19,10 +19,15 @@ from __future__ import annotations
 import argparse
 import platform
 import statistics
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path:  # run as a script from anywhere
+    sys.path.insert(0, str(REPO_ROOT))
 
 
 def _estimator(args):
@@ -75,7 +80,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-batch", type=int, default=64)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
-    parser.add_argument("--image", default=str(Path(__file__).resolve().parents[1].parent / "shared/media/bus.jpg"),
+    parser.add_argument("--image", default=str(REPO_ROOT.parent / "shared/media/bus.jpg"),
                         help="frame to crop from (content does not matter for speed)")
     args = parser.parse_args(argv)
 
