@@ -134,3 +134,22 @@ def test_bundled_sample_runs_through_the_default_pipeline(tmp_path):
     with_people = [f for f in frames if f["poses"]]
     assert len(with_people) >= 20
     assert {p["track_id"] for f in with_people[5:] for p in f["poses"]} == {0}
+
+
+def test_flip_test_is_mirror_symmetric(shared_dir):
+    """With the flip test, a mirrored crop gives exactly the mirrored keypoints (left/right swapped)."""
+    from streampose.models.movenet_topdown import load_movenet_topdown
+    from streampose.records import COCO_FLIP_INDEX
+    from streampose.topdown.crops import normalize_crops
+
+    model = load_movenet_topdown(flip_test=True)
+    image = cv2.imread(str(shared_dir / "coco" / "000000000785.jpg"))
+    crop = cv2.resize(image[40:390, 210:560], (192, 192))
+    batch = normalize_crops(np.stack([crop, crop[:, ::-1]]), model.crop)
+    out = model.infer(batch)
+    mirrored = out.coords[1, list(COCO_FLIP_INDEX)].copy()
+    mirrored[:, 0] = 192 - mirrored[:, 0]
+    np.testing.assert_allclose(mirrored, out.coords[0], atol=1e-3)
+    np.testing.assert_allclose(out.scores[1, list(COCO_FLIP_INDEX)], out.scores[0], atol=1e-5)
+    plain = load_movenet_topdown(flip_test=False).infer(batch[:1])
+    assert np.hypot(*(plain.coords[0] - out.coords[0]).T)[plain.scores[0] > 0.5].mean() < 6.0

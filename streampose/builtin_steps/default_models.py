@@ -102,12 +102,15 @@ class MoveNetPoseOptions:
     """Options of ``movenet_pose``.
 
     weights: a converted MoveNet state dict (``scripts/convert_movenet.py``);
-    max_batch: most person crops per forward pass; threads: torch CPU
+    flip_test: also run the mirrored crops and average (better keypoints,
+    twice the time; off in the original pipeline); max_batch: most person
+    crops per forward pass (a flip test doubles it); threads: torch CPU
     threads of the process running the step (0: torch's default); device:
     auto, cpu, cuda, cuda:N.
     """
 
     weights: str = _DEFAULT_POSE
+    flip_test: bool = False
     max_batch: int = 32
     threads: int = 0
     device: str = "auto"
@@ -142,7 +145,7 @@ class MoveNetPoseStep(Step):
 
         o = self.options
         _set_threads(o.threads)
-        model = load_movenet_topdown(o.weights, device=resolve_device(o.device))
+        model = load_movenet_topdown(o.weights, flip_test=o.flip_test, device=resolve_device(o.device))
         self.estimator = TopDownEstimator(model, max_batch=o.max_batch)
 
     def process(self, frames: list[Frame]) -> list[Frame]:
