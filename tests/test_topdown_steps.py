@@ -73,6 +73,8 @@ def test_coco_detections_refuses_frames_it_cannot_name(shared_dir):
 def test_step_options_are_checked():
     with pytest.raises(ConfigError, match="max_batch"):
         build_step({"type": "topdown_pose", "weights": "w.pth", "max_batch": 0})
+    with pytest.raises(ConfigError, match="threads"):
+        build_step({"type": "topdown_pose", "weights": "w.pth", "threads": -1})
     with pytest.raises(ConfigError, match="score_threshold"):
         build_step({"type": "coco_detections", "weights": "d.json", "score_threshold": 2.0})
     with pytest.raises(UserError, match="weights/README.md"):

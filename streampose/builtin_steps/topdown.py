@@ -44,7 +44,8 @@ class TopDownPoseOptions:
     decoding instead of the quarter-pixel step (heatmap models);
     max_batch: most crops per forward pass; person_class_id: the detections'
     class taken as people; min_box_score: boxes scoring less are skipped;
-    device: auto, cpu, cuda, cuda:N.
+    threads: torch CPU threads of the stage's process (0: torch's default;
+    1 is fastest on a busy or small CPU); device: auto, cpu, cuda, cuda:N.
     """
 
     weights: str
@@ -53,11 +54,14 @@ class TopDownPoseOptions:
     max_batch: int = 64
     person_class_id: int = 0
     min_box_score: float = 0.0
+    threads: int = 0
     device: str = "auto"
 
     def __post_init__(self) -> None:
         if self.max_batch < 1:
             raise ValueError(f"max_batch: must be at least 1, got {self.max_batch}")
+        if self.threads < 0:
+            raise ValueError(f"threads: must be 0 (torch's default) or more, got {self.threads}")
         if not 0.0 <= self.min_box_score <= 1.0:
             raise ValueError(f"min_box_score: must be between 0 and 1, got {self.min_box_score}")
 
@@ -77,6 +81,10 @@ class TopDownPoseStep(Step):
         from ..topdown.estimator import TopDownEstimator
 
         o = self.options
+        if o.threads:
+            import torch
+
+            torch.set_num_threads(o.threads)
         self.estimator = TopDownEstimator.from_checkpoint(o.weights, flip_test=o.flip_test, use_dark=o.use_dark,
                                                           max_batch=o.max_batch, device=o.device)
 
