@@ -73,27 +73,43 @@ class TopDownEstimator:
 
     model: a :class:`~streampose.topdown.models.TopDownModel`; max_batch:
     most crops per forward (memory bound; a flip test runs a second forward
-    of the same size).
+    of the same size); crops_on_device: make the crops with ``grid_sample``
+    from the uploaded frame (:mod:`.gpu_crops`) instead of ``cv2.warpAffine``;
+    decode_on_device: decode in torch where the network ran (models with a
+    ``decode_on_device`` attribute); both None = on when the model is on CUDA.
     """
 
-    def __init__(self, model: TopDownModel, *, max_batch: int = 64):
+    def __init__(self, model: TopDownModel, *, max_batch: int = 64, crops_on_device: bool | None = None,
+                 decode_on_device: bool | None = None):
         if max_batch < 1:
             raise ValueError(f"max_batch must be >= 1, got {max_batch}")
         self.model = model
         self.max_batch = max_batch
+        on_cuda = getattr(model.device, "type", "cpu") == "cuda"
+        # GPU fast path (streampose.topdown.gpu_crops / device_decode): automatic on CUDA, forced by True.
+        self.device_crops = None
+        if crops_on_device if crops_on_device is not None else on_cuda:
+            from .gpu_crops import DeviceCropMaker
+
+            self.device_crops = DeviceCropMaker(model.device)
+        if hasattr(model, "decode_on_device"):
+            model.decode_on_device = bool(decode_on_device if decode_on_device is not None else on_cuda)
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, *, flip_test: bool = True, use_dark: bool = False,
-                        max_batch: int = 64, device: str = "auto") -> "TopDownEstimator":
+                        max_batch: int = 64, device: str = "auto", crops_on_device: bool | None = None,
+                        decode_on_device: bool | None = None) -> "TopDownEstimator":
         """From an HRNet / SimDR checkpoint (official, SimDR or sithu31296 layouts).
 
-        device: "auto" (CUDA when present), "cpu", "cuda", "cuda:N".
+        device: "auto" (CUDA when present), "cpu", "cuda", "cuda:N";
+        crops_on_device / decode_on_device: None (on when the model is on
+        CUDA), True or False.
         Raises UserError / CheckpointError (one line) for a missing or unfit file.
         """
         from ..device import resolve_device
 
         model = load_topdown_model(path, flip_test=flip_test, use_dark=use_dark, device=resolve_device(device))
-        return cls(model, max_batch=max_batch)
+        return cls(model, max_batch=max_batch, crops_on_device=crops_on_device, decode_on_device=decode_on_device)
 
     @property
     def num_keypoints(self) -> int:
@@ -139,9 +155,13 @@ class TopDownEstimator:
 
         keypoints = np.empty((len(xyxy), k, 2), dtype=np.float32)
         keypoint_scores = np.empty((len(xyxy), k), dtype=np.float32)
+        frames = self.device_crops.upload(images, image_indices) if self.device_crops is not None else None
         for start in range(0, len(xyxy), self.max_batch):
             rows = slice(start, start + self.max_batch)
-            batch = build_crop_batch(images, image_indices[rows], transforms[rows], crop, self.model.device)
+            if frames is not None:
+                batch = self.device_crops.crop_batch(frames, image_indices[rows], transforms[rows], crop)
+            else:
+                batch = build_crop_batch(images, image_indices[rows], transforms[rows], crop, self.model.device)
             decoded = self.model.infer(batch)
             keypoints[rows] = transform_preds(decoded.coords, centers[rows], scales[rows], decoded.output_size_wh,
                                               pixel_std=crop.pixel_std)

@@ -60,7 +60,13 @@ def _flip_index(num_keypoints: int) -> Sequence[int]:
 
 
 class HeatmapTopDownModel:
-    """PoseHRNet: heatmaps at 1/4 of the crop, optional flip test, argmax + quarter offset or DARK."""
+    """PoseHRNet: heatmaps at 1/4 of the crop, optional flip test, argmax + quarter offset or DARK.
+
+    decode_on_device: argmax + quarter offset in torch where the network ran
+    (:mod:`.device_decode`), only keypoints copied back; set by the estimator.
+    """
+
+    decode_on_device = False
 
     def __init__(self, network, crop: CropSpec, *, flip_test: bool = True, use_dark: bool = False):
         self.network = network
@@ -83,13 +89,23 @@ class HeatmapTopDownModel:
         return heatmaps
 
     def infer(self, batch) -> CropKeypoints:
-        heatmaps = self.heatmaps(batch).float().cpu().numpy()
-        coords, scores = decode_heatmaps(heatmaps, use_dark=self.use_dark)
+        heatmaps = self.heatmaps(batch)
+        if self.decode_on_device and not self.use_dark:  # DARK decodes on the host
+            from .device_decode import decode_heatmaps_on_device
+
+            coords, scores = decode_heatmaps_on_device(heatmaps)
+        else:
+            coords, scores = decode_heatmaps(heatmaps.float().cpu().numpy(), use_dark=self.use_dark)
         return CropKeypoints(coords, scores, (heatmaps.shape[3], heatmaps.shape[2]))
 
 
 class SimDRTopDownModel:
-    """SimDR: 1-D x/y distributions, optional flip test (probabilities averaged), argmax / split ratio."""
+    """SimDR: 1-D x/y distributions, optional flip test (probabilities averaged), argmax / split ratio.
+
+    decode_on_device: argmax in torch where the network ran; set by the estimator.
+    """
+
+    decode_on_device = False
 
     def __init__(self, network, crop: CropSpec, *, flip_test: bool = True):
         self.network = network
@@ -115,7 +131,12 @@ class SimDRTopDownModel:
 
     def infer(self, batch) -> CropKeypoints:
         prob_x, prob_y = self.probabilities(batch)
-        coords, scores = decode_simdr(prob_x.float().cpu(), prob_y.float().cpu(), self.split_ratio)
+        if self.decode_on_device:
+            from .device_decode import decode_simdr_on_device
+
+            coords, scores = decode_simdr_on_device(prob_x, prob_y, self.split_ratio)
+        else:
+            coords, scores = decode_simdr(prob_x.float().cpu(), prob_y.float().cpu(), self.split_ratio)
         return CropKeypoints(coords, scores, self.crop.input_size_wh)
 
 
