@@ -21,10 +21,11 @@ import re
 import types
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
-from ..errors import UserError
+from ..errors import ConfigError, UserError
 from ..records import Detections, Frame, FramePacket
 from ..step import Step, register_step
 
@@ -46,6 +47,13 @@ class TopDownPoseOptions:
     class taken as people; min_box_score: boxes scoring less are skipped;
     threads: torch CPU threads of the stage's process (0: torch's default;
     1 is fastest on a busy or small CPU); device: auto, cpu, cuda, cuda:N.
+    GPU fast path (streampose.gpu; see BENCHMARKS.md "GPU fast path"):
+    precision: fp32, fp16 (CUDA) or bf16 autocast; channels_last: NHWC
+    convolutions; cudnn_benchmark: cuDNN autotuning, set in start();
+    crops_on_device / decode_on_device: crops by grid_sample from the
+    uploaded frame / argmax decoding in torch (unset: on with CUDA; true
+    forces them on the CPU too); compile: torch.compile the network
+    (CUDA graphs on CUDA; fixed shapes only, off by default).
     """
 
     weights: str
@@ -56,6 +64,12 @@ class TopDownPoseOptions:
     min_box_score: float = 0.0
     threads: int = 0
     device: str = "auto"
+    precision: Literal["fp32", "fp16", "bf16"] = "fp32"
+    channels_last: bool = False
+    cudnn_benchmark: bool = False
+    crops_on_device: bool | None = None
+    decode_on_device: bool | None = None
+    compile: bool = False
 
     def __post_init__(self) -> None:
         if self.max_batch < 1:
@@ -85,8 +99,19 @@ class TopDownPoseStep(Step):
             import torch
 
             torch.set_num_threads(o.threads)
+        from ..gpu.acceleration import accelerate_network, configure_cudnn
+
+        configure_cudnn(o.cudnn_benchmark)
         self.estimator = TopDownEstimator.from_checkpoint(o.weights, flip_test=o.flip_test, use_dark=o.use_dark,
-                                                          max_batch=o.max_batch, device=o.device)
+                                                          max_batch=o.max_batch, device=o.device,
+                                                          crops_on_device=o.crops_on_device,
+                                                          decode_on_device=o.decode_on_device)
+        model = self.estimator.model
+        try:
+            model.network = accelerate_network(model.network, precision=o.precision,
+                                               channels_last=o.channels_last, compile=o.compile)
+        except ValueError as e:  # fp16 asked for on a CPU device
+            raise ConfigError(f"topdown_pose: {e}") from e
 
     def _people(self, packet: FramePacket) -> Detections:
         if packet.detections is None:

@@ -32,7 +32,8 @@ class YoloV5DetectorOptions:
     fold BatchNorm into the convolutions; half: fp16 on CUDA (ignored with a
     warning on CPU); threads: torch CPU threads of the stage's process (0:
     torch's default; 1 is fastest on a busy or small CPU, see BENCHMARKS.md);
-    device: auto, cpu, cuda, cuda:N.
+    device: auto, cpu, cuda, cuda:N; cudnn_benchmark: cuDNN autotuning of
+    the convolutions (CUDA; set in start()).
     """
 
     weights: str
@@ -46,6 +47,7 @@ class YoloV5DetectorOptions:
     half: bool = False
     threads: int = 0
     device: str = "auto"
+    cudnn_benchmark: bool = False
 
     def __post_init__(self) -> None:
         if self.img_size < 32 or self.img_size % 32:
@@ -81,6 +83,9 @@ class YoloV5DetectorStep(Step):
             import torch
 
             torch.set_num_threads(o.threads)
+        from ..gpu.acceleration import configure_cudnn
+
+        configure_cudnn(o.cudnn_benchmark)
         try:
             self.detector = YoloV5Detector.from_checkpoint(
                 o.weights, img_size=o.img_size, conf_threshold=o.conf_threshold, iou_threshold=o.iou_threshold,

@@ -16,6 +16,7 @@ import torch
 
 from ...device import resolve_device
 from ...errors import ConfigError
+from ...gpu.transfer import FrameUploader
 from ...paths import existing_file
 from ...records import Detections
 from .checkpoint import load_yolov5_checkpoint
@@ -69,6 +70,7 @@ class YoloV5Detector:
         if half and not self.half:
             log.warning("half=True ignored on %s: fp16 inference is for CUDA devices; using fp32", self.device)
         self.network = network.to(self.device).eval()
+        self._uploader = FrameUploader(self.device)
         if self.half:
             self.network.half()
         self._class_tensor = (None if self.class_ids is None
@@ -116,7 +118,7 @@ class YoloV5Detector:
                 raise ValueError(f"image {k} must be a BGR uint8 (H, W, 3) array, got "
                                  f"{getattr(image, 'dtype', type(image))} {getattr(image, 'shape', '')}")
         batch, _ = letterbox_batch(images, self.img_size, self.letterbox, self.stride)
-        x = torch.from_numpy(batch).to(self.device)
+        x = self._uploader.upload(batch)  # pinned staging + non-blocking copy on CUDA
         x = x.permute(0, 3, 1, 2).flip(1).contiguous()  # BGR HWC → RGB CHW
         x = x.half() if self.half else x.float()
         return x / 255, (batch.shape[1], batch.shape[2])
