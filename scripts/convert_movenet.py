@@ -11,6 +11,11 @@ name, shape, stride, activation), and the constants our decoder re-implements
 graph, before anything is written.
 
     python scripts/convert_movenet.py            # ../shared/weights/... -> weights/movenet_lightning.pth
+                                                 #   and weights/movenet_lightning_quant.pth
+
+The second file holds the (scale, zero point) of every int8 tensor the graph
+rounds to, by our module path, for the int8-faithful mode
+(:mod:`streampose.models.movenet_int8`).
 
 The result loads with ``torch.load(path, weights_only=True)``.
 """
@@ -32,6 +37,7 @@ from streampose.models.movenet import _TAPS, build_movenet  # noqa: E402
 
 SOURCE = REPO_ROOT.parent / "shared" / "weights" / "movenet_singlepose_lightning_int8.tflite"
 OUTPUT = REPO_ROOT / "weights" / "movenet_lightning.pth"
+QUANT_OUTPUT = REPO_ROOT / "weights" / "movenet_lightning_quant.pth"
 
 _HEADS = (("center", "center_0/"), ("keypoint_heatmap", "kpt_heatmap_0/"),
           ("keypoint_offset", "kpt_offset_0/"), ("keypoint_regress", "kpt_regress_0/"))
@@ -117,6 +123,22 @@ class TFLiteGraph:
             raise ValueError("unequal strides are not supported")
         return options.StrideH(), self._act_names[options.FusedActivationFunction()]
 
+    def grid(self, index: int) -> tuple[float, int]:
+        """(scale, zero point) of a per-tensor int8 tensor."""
+        t = self.graph.Tensors(index)
+        q = t.Quantization()
+        if t.Type() != self.tflite.TensorType.INT8 or q is None or q.ScaleLength() != 1:
+            raise ValueError(f"tensor {self.tensor_name(index)!r} is not a per-tensor int8 tensor")
+        return float(q.ScaleAsNumpy()[0]), int(q.ZeroPointAsNumpy()[0])
+
+    def index_named(self, name: str) -> int:
+        """The one tensor called ``name`` (or ``name;...``, as TFLite joins fused names)."""
+        matches = [i for i in range(self.graph.TensorsLength())
+                   if self.tensor_name(i) == name or self.tensor_name(i).startswith(name + ";")]
+        if len(matches) != 1:
+            raise ValueError(f"expected one tensor named {name!r}, found {len(matches)}")
+        return matches[0]
+
     def constant_named(self, fragment: str) -> np.ndarray:
         matches = [i for i in range(self.graph.TensorsLength()) if self.tensor_name(i) == fragment]
         if len(matches) != 1:
@@ -185,16 +207,65 @@ def convert(source: Path) -> dict[str, torch.Tensor]:
     return state
 
 
+def quantization(source: Path) -> dict[str, torch.Tensor]:
+    """``{rounding point: float64 tensor([scale, zero_point])}`` for :class:`MoveNetInt8`; ValueError on any mismatch."""
+    from streampose.models.movenet_int8 import DECODE_TENSORS, quantization_points
+
+    graph = TFLiteGraph(source)
+    ops = list(graph.operators())
+    producer = {op.Outputs(0): (name, op) for name, op in ops}
+    grids: dict[str, tuple[float, int]] = {}
+    conv_of: dict[int, str] = {}  # output tensor -> our conv
+    convs = [op for name, op in ops if name in ("CONV_2D", "DEPTHWISE_CONV_2D")]
+    for op, (ours, _, _) in zip(convs, graph_order()):
+        grids[ours] = graph.grid(op.Outputs(0))
+        q = graph.graph.Tensors(op.Inputs(1)).Quantization()
+        if np.any(q.ZeroPointAsNumpy() != 0):
+            raise ValueError(f"{ours}: int8 weights with a non-zero zero point")
+        grids[f"{ours}.weight_scale"] = q.ScaleAsNumpy().astype(np.float64)
+        grids[f"{ours}.bias_int"] = graph.raw(op.Inputs(2)).astype(np.float64)
+        conv_of[op.Outputs(0)] = ours
+    first = next(op for op in convs)
+    grids["input"] = graph.grid(first.Inputs(0))
+    for name, op in ops:
+        if name == "RESIZE_BILINEAR" and graph.grid(op.Inputs(0)) != graph.grid(op.Outputs(0)):
+            raise ValueError("a RESIZE_BILINEAR changes the grid; MoveNetInt8 assumes it keeps it")
+        if name != "ADD" or op.Inputs(1) not in conv_of:
+            continue
+        a, b = op.Inputs(0), conv_of[op.Inputs(1)]
+        if producer.get(a, ("",))[0] == "RESIZE_BILINEAR":  # FPN merge: upsampled + lateral
+            grids[b.replace("lateral", "add").removesuffix(".conv")] = graph.grid(op.Outputs(0))
+        elif b.endswith(".project.conv"):  # residual: block input + projection
+            grids[b.replace("project.conv", "add")] = graph.grid(op.Outputs(0))
+    logistic = [op for name, op in ops if name == "LOGISTIC"]
+    heads = {graph.tensor_name(op.Inputs(0)).split("/")[0]: op for op in logistic}
+    grids["center.sigmoid"] = graph.grid(heads["center_0"].Outputs(0))
+    grids["keypoint_heatmap.sigmoid"] = graph.grid(heads["kpt_heatmap_0"].Outputs(0))
+    for ours, name in DECODE_TENSORS.items():
+        grids[f"decode.{ours}"] = graph.grid(graph.index_named(name))
+    expected = quantization_points(build_movenet("lightning"))
+    missing, extra = set(expected) - set(grids), set(grids) - set(expected)
+    if missing or extra:
+        raise ValueError(f"quantization points: missing {sorted(missing)}, unexpected {sorted(extra)}")
+    return {name: torch.as_tensor(np.asarray(grids[name], dtype=np.float64)) for name in expected}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--source", type=Path, default=SOURCE, help="the int8 TFLite file")
     parser.add_argument("--output", type=Path, default=OUTPUT, help="the .pth to write")
+    parser.add_argument("--quant-output", type=Path, default=QUANT_OUTPUT,
+                        help="the .pth of the graph's int8 grids to write")
     args = parser.parse_args(argv)
     state = convert(args.source)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     torch.save(state, args.output)
     count = sum(t.numel() for t in state.values())
     print(f"{args.source.name} -> {args.output} ({len(state)} tensors, {count / 1e6:.2f} M parameters)")
+    quant = quantization(args.source)
+    args.quant_output.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(quant, args.quant_output)
+    print(f"{args.source.name} -> {args.quant_output} ({len(quant)} int8 grids)")
     return 0
 
 
