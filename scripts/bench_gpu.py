@@ -251,6 +251,7 @@ def main(argv: list[str] | None = None) -> int:
                                      "device": str(device), **threads}),
         ("pose", args.batch_size, {"type": "topdown_pose", "weights": str(pose_weights), "flip_test": args.flip,
                                    "max_batch": 64, "precision": precision, "channels_last": channels_last,
+                                   "crops_on_device": True, "decode_on_device": True,
                                    "cudnn_benchmark": cuda, "device": str(device), **threads}),
     ])
     rows = {}
