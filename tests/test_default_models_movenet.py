@@ -3,12 +3,12 @@
 Crops follow the recipe of the TFLite pipeline in ../shared/SOURCES.md: a
 square 1.25x each ground-truth box of ../shared/coco, resized to 192x192.
 
-Why the end-to-end bound is relative: the int8 graph rounds every activation
-and its decoding (grid, distances, the divided heatmaps) to int8, so its
-keypoints move by about 2.5 px (median) when the input changes by one grey
-level. A float re-implementation cannot agree with it more closely than the
-runtime agrees with itself; what must hold exactly is each layer
-(``test_every_convolution_matches_the_graph``).
+The int8 graph rounds every activation and its decoding (grid, distances,
+the divided heatmaps) to int8, so its keypoints move by about 2.5 px
+(median) when the input changes by one grey level. The float network cannot
+agree with it more closely than the runtime agrees with itself (a relative
+bound); the int8-faithful mode (:class:`MoveNetInt8`) reproduces it
+exactly, which the issue's bound (< 2 px mean at 192x192) checks.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import torch
 
 from streampose.models.movenet import VARIANTS, MoveNetSinglePose, build_movenet
 from streampose.models.movenet_decode import decode_single_pose
+from streampose.models.movenet_int8 import MoveNetInt8
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 REPO = Path(__file__).resolve().parents[1]
@@ -183,16 +184,40 @@ def test_keypoints_match_tflite_end_to_end(interpreter, net, crops):
     assert abs((ours[..., 2] - expected[..., 2]).mean()) <= 0.03  # no bias in the scores
 
 
+def test_int8_mode_matches_tflite_end_to_end(interpreter, net, crops):
+    """The issue's bound: keypoints within 2 px mean of the runtime's at 192x192 (measured: 0.00 px,
+    all 17 keypoints of the 14 people identical), scores equal to the runtime's output step."""
+    expected = np.stack([_tflite_keypoints(interpreter, c) for c in crops])
+    quant = torch.load(REPO / "weights" / "movenet_lightning_quant.pth", weights_only=True)
+    model = MoveNetInt8(net, quant).eval()
+    with torch.no_grad():
+        x = (torch.from_numpy(crops).permute(0, 3, 1, 2).float() - 127.0) / 127.5
+        ours = decode_single_pose(*model(x), rounding=model.decode_rounding).numpy()
+    errors = _pixel_errors(ours, expected)
+    assert errors.mean() < 2.0
+    assert errors.mean() < 0.5 and np.median(errors) < 0.01
+    assert np.abs(ours[..., 2] - expected[..., 2]).max() <= 0.0041  # one output step (1/244)
+
+
+def test_int8_grids_need_every_point(net):
+    quant = torch.load(REPO / "weights" / "movenet_lightning_quant.pth", weights_only=True)
+    del quant["fpn.add.1"]
+    with pytest.raises(ValueError, match="fpn.add.1"):
+        MoveNetInt8(net, quant)
+
+
 def test_converter_reproduces_committed_state_dict(shared_dir, tmp_path):
     pytest.importorskip("tflite")
     convert = _load_script("convert_movenet")
-    out = tmp_path / "movenet.pth"
-    assert convert.main(["--source", str(shared_dir / "weights" / TFLITE), "--output", str(out)]) == 0
-    fresh = torch.load(out, weights_only=True)
-    committed = torch.load(REPO / "weights" / "movenet_lightning.pth", weights_only=True)
-    assert fresh.keys() == committed.keys()
-    for key in fresh:
-        assert torch.equal(fresh[key], committed[key]), key
+    out, quant_out = tmp_path / "movenet.pth", tmp_path / "movenet_quant.pth"
+    assert convert.main(["--source", str(shared_dir / "weights" / TFLITE), "--output", str(out),
+                         "--quant-output", str(quant_out)]) == 0
+    for fresh_path, name in ((out, "movenet_lightning.pth"), (quant_out, "movenet_lightning_quant.pth")):
+        fresh = torch.load(fresh_path, weights_only=True)
+        committed = torch.load(REPO / "weights" / name, weights_only=True)
+        assert fresh.keys() == committed.keys()
+        for key in fresh:
+            assert torch.equal(fresh[key], committed[key]), key
 
 
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
@@ -203,3 +228,16 @@ def test_every_variant_builds_and_runs(variant):
         out = MoveNetSinglePose(net)(torch.zeros(2, 3, size, size))
     assert out.shape == (2, 17, 3)
     assert ((out[..., :2] >= -1) & (out[..., :2] <= 2)).all()
+
+
+def test_topdown_adapter_int8_mode_gives_the_runtime_keypoints(interpreter, crops):
+    """The estimator's adapter, fed crops normalised as its CropSpec says, in int8 mode."""
+    from streampose.models.movenet_topdown import load_movenet_topdown
+
+    model = load_movenet_topdown(REPO / "weights" / "movenet_lightning.pth", quantized=True)
+    spec = model.crop
+    x = (crops.astype(np.float32) / 255 - np.float32(spec.mean[0])) / np.float32(spec.std[0])
+    out = model.infer(torch.from_numpy(x).permute(0, 3, 1, 2).contiguous())
+    expected = np.stack([_tflite_keypoints(interpreter, c) for c in crops])
+    np.testing.assert_allclose(out.coords[..., 0], expected[..., 1] * SIZE, atol=1e-3)
+    np.testing.assert_allclose(out.coords[..., 1], expected[..., 0] * SIZE, atol=1e-3)

@@ -103,7 +103,11 @@ class MoveNetPoseOptions:
 
     weights: a converted MoveNet state dict (``scripts/convert_movenet.py``);
     flip_test: also run the mirrored crops and average (better keypoints,
-    twice the time; off in the original pipeline); max_batch: most person
+    twice the time; off in the original pipeline); quantized (default): run the
+    int8-faithful network (the TFLite runtime's keypoints exactly; the float
+    network, ``quantized = false``, takes about 0.6x the time per crop);
+    needs ``<weights stem>_quant.pth`` beside the weights, written by the
+    same script; max_batch: most person
     crops per forward pass (a flip test doubles it); threads: torch CPU
     threads of the process running the step (0: torch's default); device:
     auto, cpu, cuda, cuda:N.
@@ -111,6 +115,7 @@ class MoveNetPoseOptions:
 
     weights: str = _DEFAULT_POSE
     flip_test: bool = False
+    quantized: bool = True
     max_batch: int = 32
     threads: int = 0
     device: str = "auto"
@@ -145,7 +150,8 @@ class MoveNetPoseStep(Step):
 
         o = self.options
         _set_threads(o.threads)
-        model = load_movenet_topdown(o.weights, flip_test=o.flip_test, device=resolve_device(o.device))
+        model = load_movenet_topdown(o.weights, flip_test=o.flip_test, quantized=o.quantized,
+                                     device=resolve_device(o.device))
         self.estimator = TopDownEstimator(model, max_batch=o.max_batch)
 
     def process(self, frames: list[Frame]) -> list[Frame]:
