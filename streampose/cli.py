@@ -17,6 +17,7 @@ from typing import Sequence
 
 from .config import PIPELINES_DIR, apply_overrides, available_pipelines, load_pipeline
 from .errors import ConfigError, UserError
+from .cli_args import OneLineErrorParser, positive_int
 from .runtime import EXIT_SIGINT, EXIT_STAGE_FAILED, EXIT_USER_ERROR, StageFailed, run_pipeline
 
 log = logging.getLogger("streampose")
@@ -47,23 +48,8 @@ exit codes: 0 done, 1 a stage failed, 2 bad input, 130 interrupted (SIGINT), 143
 """
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, like every other bad-input error
-        self.exit(EXIT_USER_ERROR, f"error: {message} (see --help)\n")
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = OneLineErrorParser(
         prog="run_stream.py",
         description="Real-time multi-person pose estimation on live and recorded video.",
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -76,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
                          ".jsonl (one object per frame), .csv (one row per person per frame), "
                          "a folder ending in / (annotated images); repeat for several")
     io.add_argument("--show", action="store_true", help="show the annotated frames in a window (q/Esc quits)")
-    io.add_argument("--max-frames", type=_positive_int, metavar="N", help="stop after N frames of each source")
+    io.add_argument("--max-frames", type=positive_int, metavar="N", help="stop after N frames of each source")
     pipe = parser.add_argument_group("pipeline")
     pipe.add_argument("--pipeline", default="default", metavar="NAME",
                       help="a definition in pipelines/ by name (see --list-pipelines) or a path to a .toml file "
@@ -85,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     pipe.add_argument("--device", metavar="DEV", help="auto, cpu, cuda or cuda:N for every model step")
     pipe.add_argument("--det-model", metavar="PATH", help="weights of the pipeline's detector step")
     pipe.add_argument("--pose-model", metavar="PATH", help="weights of the pipeline's pose step")
-    pipe.add_argument("--img-size", type=_positive_int, metavar="N", help="input size of the detector step")
+    pipe.add_argument("--img-size", type=positive_int, metavar="N", help="input size of the detector step")
     pipe.add_argument("--inline", action="store_true",
                       help="run every stage in this process (debugging, profiling) instead of one process each")
     from .io.sources import SourceOptions

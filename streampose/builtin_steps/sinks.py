@@ -200,21 +200,24 @@ class _SharedFileSink(Step):
             self._file.abort()
 
 
+@dataclass
+class SharedFileOptions:
+    """path: output file (.jsonl / .csv); sources: sources in the run (the file is published when all ended)."""
+
+    path: str
+    sources: int = 1
+
+    def __post_init__(self) -> None:
+        _check_sources(self.sources)
+
+
 @register_step("jsonl_writer")
 class JsonlWriterStep(_SharedFileSink):
     """JSON lines: one object per frame (source, frame, pts, detections, poses), flushed as it goes."""
 
     what = "JSON-lines file"
 
-    @dataclass
-    class Options:
-        """path: output .jsonl file; sources: sources in the run (the file is published when all ended)."""
-
-        path: str
-        sources: int = 1
-
-        def __post_init__(self) -> None:
-            _check_sources(self.sources)
+    Options = SharedFileOptions
 
     def _create(self) -> Any:
         from ..io.jsonl_writer import JsonlFileWriter
@@ -228,15 +231,7 @@ class CsvWriterStep(_SharedFileSink):
 
     what = "CSV file"
 
-    @dataclass
-    class Options:
-        """path: output .csv file; sources: sources in the run (the file is published when all ended)."""
-
-        path: str
-        sources: int = 1
-
-        def __post_init__(self) -> None:
-            _check_sources(self.sources)
+    Options = SharedFileOptions
 
     def _create(self) -> Any:
         from ..io.csv_writer import CsvFileWriter

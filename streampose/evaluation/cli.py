@@ -12,12 +12,12 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from ..cli_args import EXIT_USER_ERROR, OneLineErrorParser, positive_int
 from ..errors import UserError
 from .coco_eval import format_stats
 
 log = logging.getLogger("streampose")
 
-EXIT_USER_ERROR = 2
 EXIT_SIGINT = 130
 
 EXAMPLES = """\
@@ -37,21 +37,6 @@ examples:
 """
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, exit 2, like every other bad-input error
-        self.exit(EXIT_USER_ERROR, f"error: {message} (see --help)\n")
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
 def _unit_float(text: str) -> float:
     try:
         value = float(text)
@@ -63,7 +48,7 @@ def _unit_float(text: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = OneLineErrorParser(
         prog="evaluate_coco.py",
         description="COCO keypoint AP/AR of a pose model (official protocol: flip test, rescoring, OKS-NMS 0.9).",
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -71,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--images", required=True, metavar="DIR", help="folder of the annotated images (val2017/)")
     data.add_argument("--annotations", required=True, metavar="JSON",
                       help="COCO person keypoints annotations (person_keypoints_val2017.json)")
-    data.add_argument("--max-images", type=_positive_int, metavar="N",
+    data.add_argument("--max-images", type=positive_int, metavar="N",
                       help="only the first N images by id (evaluated on those alone)")
     model = parser.add_argument_group("model")
     model.add_argument("--pipeline", metavar="NAME",
@@ -88,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     boxes.add_argument("--det-model", metavar="PATH",
                        help="detector weights for --boxes detector: YOLOv5 .pt or YOLOX .pth "
                             "(with --pipeline: the detector step's weights)")
-    boxes.add_argument("--img-size", type=_positive_int, metavar="N", help="detector input size")
+    boxes.add_argument("--img-size", type=positive_int, metavar="N", help="detector input size")
     boxes.add_argument("--det-conf", type=_unit_float, metavar="S",
                        help="detector score threshold (default the detector's own)")
     out = parser.add_argument_group("output")
