@@ -25,7 +25,10 @@ Every person keeps its nose (the first joint of the official order): a
 person without one is created at a later joint, and when a joint then has
 more such candidates than there are new-person slots, the official
 assignment (either solver) may hand a person's joint to another one, which
-would make the people count of the check depend on the occlusion draw.
+would make the people count depend on the occlusion draw. A Gaussian whose
+centre falls exactly between pixels can still leave two equal peaks for one
+joint (the official parser then starts an extra person); the people counts
+found are printed when they differ from the number rendered.
 
     python scripts/bench_grouping.py            # about a minute on 2 cores
     python scripts/bench_grouping.py --frames 5 --people 1 20
@@ -50,6 +53,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--people", type=int, nargs="+", default=[1, 5, 10, 20, 30])
     parser.add_argument("--frames", type=int, default=10, help="frames per people count (default 10)")
     parser.add_argument("--occluded", type=float, default=0.2, help="fraction of joints left out (default 0.2)")
+    parser.add_argument("--clutter", type=int, default=0,
+                        help="spurious peaks per joint map (value 0.11-0.5, random tag), as a network's false "
+                             "responses above the detection threshold (default 0)")
     parser.add_argument("--size", type=int, nargs=2, default=[768, 512], metavar=("W", "H"))
     parser.add_argument("--no-parse", action="store_true", help="time the match only (the parse reference is slow)")
     parser.add_argument("--warm-cache", action="store_true", help="use Numba's normal cache (first call may be a "
@@ -58,11 +64,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def make_frames(num_people: int, count: int, size_wh, occluded: float, rng):
+def make_frames(num_people: int, count: int, size_wh, occluded: float, rng, clutter: int = 0):
     """Rendered (heatmaps, tags (J, H, W, 1)) frames with ``num_people`` people each."""
     import numpy as np
 
-    from streampose.bottomup.synthetic import TAG_NOISE_STD, random_people, render_maps
+    from streampose.bottomup.synthetic import TAG_NOISE_STD, TAG_STEP, random_people, render_maps
 
     frames = []
     for _ in range(count):
@@ -72,8 +78,28 @@ def make_frames(num_people: int, count: int, size_wh, occluded: float, rng):
         people[hidden] = np.nan
         noise = rng.normal(0.0, TAG_NOISE_STD, people.shape[:2])
         heatmaps, tags = render_maps(people, size_wh, noise)
+        add_clutter(heatmaps, tags, clutter, num_people * TAG_STEP, rng)
         frames.append((heatmaps, tags[..., None]))
     return frames
+
+
+def add_clutter(heatmaps, tags, per_joint: int, tag_range: float, rng) -> None:
+    """Weak Gaussian blobs with random tags, where they exceed what is already there."""
+    import numpy as np
+
+    num_joints, height, width = heatmaps.shape
+    for j in range(num_joints):
+        for _ in range(per_joint):
+            cx, cy = rng.uniform(0, width), rng.uniform(0, height)
+            amplitude = rng.uniform(0.11, 0.5)
+            x0, x1 = max(int(cx) - 6, 0), min(int(cx) + 7, width)
+            y0, y1 = max(int(cy) - 6, 0), min(int(cy) + 7, height)
+            u = np.arange(x0, x1)[None, :]
+            v = np.arange(y0, y1)[:, None]
+            g = (amplitude * np.exp(-((u - cx) ** 2 + (v - cy) ** 2) / 8.0)).astype(np.float32)
+            wins = g > heatmaps[j, y0:y1, x0:x1]
+            heatmaps[j, y0:y1, x0:x1][wins] = g[wins]
+            tags[j, y0:y1, x0:x1][wins] = rng.uniform(-1.0, tag_range + 1.0)
 
 
 def timed(fn, *args):
@@ -95,22 +121,24 @@ def main(argv=None) -> int:
 
     rng = np.random.default_rng(args.seed)
     size_wh = tuple(args.size)
-    warm = make_frames(3, 1, size_wh, args.occluded, rng)[0]
+    warm = make_frames(3, 1, size_wh, args.occluded, rng, args.clutter)[0]
     _, first_ms = timed(G.parse, *warm)
     print(f"first call (JIT {'compile' if not args.warm_cache else 'compile or cache load'}, excluded below): "
           f"{first_ms / 1e3:.1f} s")
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
           f"numpy {np.__version__}, munkres {getattr(__import__('munkres'), '__version__', '?')}; "
-          f"maps {size_wh[0]}x{size_wh[1]}, {args.frames} frames per row, {args.occluded:.0%} joints occluded")
+          f"maps {size_wh[0]}x{size_wh[1]}, {args.frames} frames per row, {args.occluded:.0%} joints occluded, "
+          f"{args.clutter} spurious peaks per joint")
     header = f"{'people':>6} | {'match Numba ms':>14} | {'match munkres ms':>16} | {'speed-up':>8}"
     if not args.no_parse:
         header += f" | {'parse Numba ms':>14} | {'parse ref. ms':>13} | {'speed-up':>8}"
     print(header)
     print("-" * len(header))
     for num_people in args.people:
-        frames = make_frames(num_people, args.frames, size_wh, args.occluded, rng)
+        frames = make_frames(num_people, args.frames, size_wh, args.occluded, rng, args.clutter)
         rows = {"match": [], "match_ref": [], "parse": [], "parse_ref": []}
         munkres_ties = 0
+        found: list[int] = []
         for heatmaps, tags in frames:
             peaks = G.top_k(heatmaps, tags)
             ours, t = timed(G.match_by_tag, peaks)
@@ -121,8 +149,7 @@ def main(argv=None) -> int:
                 munkres_ties += 1
                 if not np.array_equal(ours, R.match_by_tag_reference(peaks)):
                     raise SystemExit(f"{num_people} people: the Numba match differs from its twin")
-            if len(ours) != num_people:
-                raise SystemExit(f"{num_people} people: {len(ours)} found")
+            found.append(len(ours))
             if not args.no_parse:
                 ours, t = timed(G.parse, heatmaps, tags)
                 rows["parse"].append(t)
@@ -135,6 +162,8 @@ def main(argv=None) -> int:
                 f"{med['match_ref'] / med['match']:>7.0f}x")
         if not args.no_parse:
             line += f" | {med['parse']:>14.1f} | {med['parse_ref']:>13.0f} | {med['parse_ref'] / med['parse']:>7.0f}x"
+        if sorted(set(found)) != [num_people]:
+            line += f"  (people found: {min(found)}-{max(found)})"
         if munkres_ties:
             line += f"  ({munkres_ties} frames: munkres resolved equal costs otherwise)"
         print(line, flush=True)

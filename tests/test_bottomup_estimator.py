@@ -127,6 +127,17 @@ def test_batches_group_frames_by_size_and_keep_order(checkpoint, golden, bus):
     assert np.allclose(results[2].keypoints, results[0].keypoints / 2 + np.array([0.5, 0.0]), atol=1e-3)
 
 
+def test_scales_run_each_input_size_and_stack_tags(checkpoint, golden, bus):
+    estimator = HigherHRNetEstimator.from_checkpoint(checkpoint, flip_test=True, device="cpu", scales=(0.5, 1.0))
+    estimator.network = StoredOutputs(golden)
+    maps = estimator.maps([bus])
+    # Largest scale first; sizes from the official get_multi_scale_size with min_scale 0.5.
+    assert estimator.network.calls == [(2, 3, 768, 512), (2, 3, 384, 256)]
+    assert maps.size_wh == (512, 768) and maps.tags.shape == (1, 17, 768, 512, 4)
+    assert maps.geometry.size_wh == (256, 384)
+    assert len(estimator.poses_from_maps(maps.heatmaps[0], maps.tags[0], maps.geometry, maps.size_wh)) > 0
+
+
 def test_redundant_pose_filter_drops_duplicates(checkpoint, golden, bus):
     estimator = HigherHRNetEstimator.from_checkpoint(checkpoint, flip_test=False, device="cpu",
                                                      filter_redundant_poses=True)

@@ -44,8 +44,6 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
-from ..records import NUM_KEYPOINTS
-
 #: Official match order for COCO-17 (``Params.joint_order`` without a centre joint).
 COCO_JOINT_ORDER: tuple[int, ...] = (0, 1, 2, 3, 4, 5, 6, 11, 12, 7, 8, 9, 10, 13, 14, 15, 16)
 
@@ -111,27 +109,33 @@ class ParseResult:
 
 @njit(cache=True, error_model="numpy")
 def _pairwise_sum(values, n):
-    """numpy's add.reduce of values[:n] (1-D float array), for n <= 128.
+    """numpy's add.reduce of values[:n] (1-D float array, n >= 1), for n <= 128.
 
     Under 8 terms numpy adds in order; up to 128 it keeps 8 partial sums and
     combines them pairwise (longer arrays, split in halves, never occur here:
-    n is a number of joints or tag channels).
+    n is a number of joints or tag channels). numpy starts from +0; starting
+    from the first term only differs in the sign of a zero sum.
     """
-    acc = np.zeros(8, values.dtype)
     if n < 8:
-        res = acc[0]
-        for i in range(n):
+        res = values[0]
+        for i in range(1, n):
             res = res + values[i]
         return res
-    for j in range(8):
-        acc[j] = values[j]
+    r0, r1, r2, r3 = values[0], values[1], values[2], values[3]
+    r4, r5, r6, r7 = values[4], values[5], values[6], values[7]
     i = 8
     limit = n - (n % 8)
     while i < limit:
-        for j in range(8):
-            acc[j] = acc[j] + values[i + j]
+        r0 = r0 + values[i]
+        r1 = r1 + values[i + 1]
+        r2 = r2 + values[i + 2]
+        r3 = r3 + values[i + 3]
+        r4 = r4 + values[i + 4]
+        r5 = r5 + values[i + 5]
+        r6 = r6 + values[i + 6]
+        r7 = r7 + values[i + 7]
         i += 8
-    res = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]))
+    res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
     while i < n:
         res = res + values[i]
         i += 1
@@ -139,21 +143,24 @@ def _pairwise_sum(values, n):
 
 
 @njit(cache=True, error_model="numpy")
-def _mean_rows(rows, count, out):
-    """out[:] = np.mean(rows[:count], axis=0) for float32 rows, in numpy's order.
+def _mean_rows(rows, count, column, out):
+    """out[:] = np.mean(rows[:count], axis=0) for float32 rows, in numpy's order; NaN if count is 0.
 
     numpy reduces a (n, 1) array pairwise but a (n, D >= 2) one row by row.
+    column: float32 scratch of at least ``count`` values.
     """
     depth = rows.shape[1]
     denominator = np.float32(count)
+    if count == 0:
+        out[:] = np.nan
+        return
     if depth == 1:
-        column = np.empty(count, rows.dtype)
         for r in range(count):
             column[r] = rows[r, 0]
         out[0] = _pairwise_sum(column, count) / denominator
         return
     for d in range(depth):
-        total = rows[0, d] if count > 0 else np.float32(0.0)
+        total = rows[0, d]
         for r in range(1, count):
             total = total + rows[r, d]
         out[d] = total / denominator
@@ -456,11 +463,16 @@ def _person_for_key(keys, num_people, key):
 def _match_by_tag_kernel(tag_k, loc_k, val_k, joint_order, detection_threshold, tag_threshold,
                          use_detection_val, ignore_too_much, max_num_people):
     num_joints, k, depth = tag_k.shape
-    capacity = num_joints * k
-    people = np.zeros((capacity, num_joints, 3 + depth))
+    capacity = 0  # every person starts from a candidate above the threshold
+    for j in range(num_joints):
+        for m in range(k):
+            capacity += np.float64(val_k[j, m]) > detection_threshold
+    # float32 holds the official float64 rows exactly (integer x, y; float32 values and tags).
+    people = np.zeros((capacity, num_joints, 3 + depth), np.float32)
     keys = np.zeros(capacity, np.float32)
     tag_lists = np.zeros((capacity, num_joints, depth), np.float32)
     tag_counts = np.zeros(capacity, np.int64)
+    column = np.empty(num_joints, np.float32)
     num_people = 0
     rows = np.empty(k, np.int64)
     status = 0
@@ -490,7 +502,7 @@ def _match_by_tag_kernel(tag_k, loc_k, val_k, joint_order, detection_threshold, 
             continue
         grouped_tags = np.empty((num_grouped, depth), np.float32)
         for g in range(num_grouped):
-            _mean_rows(tag_lists[g], tag_counts[g], grouped_tags[g])
+            _mean_rows(tag_lists[g], tag_counts[g], column, grouped_tags[g])
         num_cols = max(num_added, num_grouped)
         distances = np.empty((num_added, num_grouped))
         cost = np.full((num_added, num_cols), 1e10)
@@ -529,7 +541,7 @@ def _match_by_tag_kernel(tag_k, loc_k, val_k, joint_order, detection_threshold, 
                 _set_joint(people, p, idx, loc_k[idx, m], val_k[idx, m], tag_k[idx, m])
                 tag_lists[p, 0, :] = tag_k[idx, m, :]
                 tag_counts[p] = 1
-    return people[:num_people].astype(np.float32), status
+    return people[:num_people].copy(), status
 
 
 @njit(cache=True, error_model="numpy")
@@ -743,6 +755,7 @@ def _refine_kernel(grouped, det, tag, tile, use_tiles):
     tag_lo = np.empty((num_joints, n_tiles, depth), np.float32)
     tag_hi = np.empty((num_joints, n_tiles, depth), np.float32)
     tags = np.empty((num_joints, depth), np.float32)
+    column = np.empty(num_joints, np.float32)
     prev = np.empty(depth, np.float32)
     quarter = 0.25
     for p in range(num_people):
@@ -753,7 +766,7 @@ def _refine_kernel(grouped, det, tag, tile, use_tiles):
                 y = np.int32(grouped[p, j, 1])
                 tags[count, :] = tag[j, y, x, :]
                 count += 1
-        _mean_rows(tags, count, prev)
+        _mean_rows(tags, count, column, prev)
         prev_finite = True
         for d in range(depth):
             if not np.isfinite(prev[d]):
@@ -919,7 +932,7 @@ def boxes_from_keypoints(keypoints: np.ndarray, keypoint_scores: np.ndarray) -> 
 
 
 __all__ = [
-    "COCO_JOINT_ORDER", "NUM_KEYPOINTS", "ParserParams", "TopK", "ParseResult", "top_k", "match_by_tag",
+    "COCO_JOINT_ORDER", "ParserParams", "TopK", "ParseResult", "top_k", "match_by_tag",
     "lap_assign", "adjust", "person_scores", "refine", "parse", "final_preds", "redundant_pose_mask",
     "boxes_from_keypoints",
 ]
