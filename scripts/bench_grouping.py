@@ -14,7 +14,9 @@ implementations in turn and the median milliseconds per frame are reported:
   vs the official formulation (torch max-pool / topk, Python + munkres,
   whole-map numpy refine).
 
-The first call of the Numba kernels is excluded from the timings and reported
+Each call is timed alone with garbage collection paused (as ``timeit``
+does), the two implementations alternating frame by frame. The first call of
+the Numba kernels is excluded from the timings and reported
 on its own; by default it is a compile from scratch (a fresh Numba cache
 directory), ``--warm-cache`` keeps the normal cache. Results are checked to
 be identical (the Numba result against the plain-Python twin of the same
@@ -37,6 +39,7 @@ found are printed when they differ from the number rendered.
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import platform
 import statistics
@@ -103,9 +106,14 @@ def add_clutter(heatmaps, tags, per_joint: int, tag_range: float, rng) -> None:
 
 
 def timed(fn, *args):
-    start = time.perf_counter()
-    out = fn(*args)
-    return out, (time.perf_counter() - start) * 1e3
+    """(result, milliseconds) of one call, garbage collection paused as timeit does."""
+    gc.disable()
+    try:
+        start = time.perf_counter()
+        out = fn(*args)
+        return out, (time.perf_counter() - start) * 1e3
+    finally:
+        gc.enable()
 
 
 def main(argv=None) -> int:

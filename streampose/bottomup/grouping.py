@@ -472,9 +472,16 @@ def _match_by_tag_kernel(tag_k, loc_k, val_k, joint_order, detection_threshold, 
     keys = np.zeros(capacity, np.float32)
     tag_lists = np.zeros((capacity, num_joints, depth), np.float32)
     tag_counts = np.zeros(capacity, np.int64)
+    # A person's mean tag changes only when its tag list does: cached, recomputed when stale.
+    mean_tags = np.empty((capacity, depth), np.float32)
+    mean_stale = np.ones(capacity, np.bool_)
     column = np.empty(num_joints, np.float32)
     num_people = 0
     rows = np.empty(k, np.int64)
+    max_grouped = min(capacity, max_num_people)
+    distances = np.empty((k, max(max_grouped, 1)))
+    cost_buffer = np.empty(k * max(k, max_grouped, 1))
+    squares = np.empty(depth)
     status = 0
     for i in range(num_joints):
         idx = joint_order[i]
@@ -496,25 +503,30 @@ def _match_by_tag_kernel(tag_k, loc_k, val_k, joint_order, detection_threshold, 
                 _set_joint(people, p, idx, loc_k[idx, m], val_k[idx, m], tag_k[idx, m])
                 tag_lists[p, 0, :] = tag_k[idx, m, :]
                 tag_counts[p] = 1
+                mean_stale[p] = True
             continue
         num_grouped = min(num_people, max_num_people)
         if ignore_too_much and num_grouped == max_num_people:
             continue
-        grouped_tags = np.empty((num_grouped, depth), np.float32)
         for g in range(num_grouped):
-            _mean_rows(tag_lists[g], tag_counts[g], column, grouped_tags[g])
+            if mean_stale[g]:
+                _mean_rows(tag_lists[g], tag_counts[g], column, mean_tags[g])
+                mean_stale[g] = False
         num_cols = max(num_added, num_grouped)
-        distances = np.empty((num_added, num_grouped))
-        cost = np.full((num_added, num_cols), 1e10)
-        squares = np.empty(depth)
+        cost = cost_buffer[:num_added * num_cols].reshape((num_added, num_cols))
+        cost[:, num_grouped:] = 1e10
         for a in range(num_added):
             m = rows[a]
             value = np.float64(val_k[idx, m])
             for g in range(num_grouped):
-                for d in range(depth):
-                    diff = np.float64(tag_k[idx, m, d]) - np.float64(grouped_tags[g, d])
-                    squares[d] = diff * diff
-                distance = np.sqrt(_pairwise_sum(squares, depth))
+                if depth == 1:
+                    # sqrt(x * x) == |x| exactly in binary floating point (no under/overflow here).
+                    distance = abs(np.float64(tag_k[idx, m, 0]) - np.float64(mean_tags[g, 0]))
+                else:
+                    for d in range(depth):
+                        diff = np.float64(tag_k[idx, m, d]) - np.float64(mean_tags[g, d])
+                        squares[d] = diff * diff
+                    distance = np.sqrt(_pairwise_sum(squares, depth))
                 distances[a, g] = distance
                 if use_detection_val:
                     cost[a, g] = np.rint(distance) * 100 - value
@@ -541,6 +553,7 @@ def _match_by_tag_kernel(tag_k, loc_k, val_k, joint_order, detection_threshold, 
                 _set_joint(people, p, idx, loc_k[idx, m], val_k[idx, m], tag_k[idx, m])
                 tag_lists[p, 0, :] = tag_k[idx, m, :]
                 tag_counts[p] = 1
+            mean_stale[p] = True
     return people[:num_people].copy(), status
 
 
