@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import multiprocessing as mp
 import multiprocessing.connection
+import os
 import queue
 import signal
 import time
@@ -79,10 +80,12 @@ def run_processes(pipeline: PipelineConfig, stage_specs: list[list[dict]], start
         ring_specs = {i: ring.spec for i, ring in enumerate(rings)}
         maxsize = n_slots * n_sources + 2 * n_sources + 8  # never reached: slots bound the packets
         queues = [ctx.Queue(maxsize) for _ in pipeline.stages]
+        # Stages run side by side: each gets an equal share of the cores for its math threads.
+        cpu_threads = max(1, (os.cpu_count() or 1) // len(pipeline.stages))
         for i, stage in enumerate(pipeline.stages):
             cfg = StageConfig(stage.name, i, stage_specs[i], stage.batch_size, n_sources, ring_specs,
                               queues[i], queues[i + 1] if i + 1 < len(queues) else None,
-                              pipeline.step_modules)
+                              pipeline.step_modules, cpu_threads=cpu_threads)
             children.append(_Child(stage.name, ctx.Process(target=child_main, args=("stage", cfg, control),
                                                             name=f"streampose {stage.name}", daemon=False)))
         for i, (start, spec) in enumerate(zip(starts, source_specs)):
