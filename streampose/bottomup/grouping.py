@@ -107,7 +107,7 @@ class ParseResult:
 # numpy-order summation helpers
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", inline="always")
 def _pairwise_sum(values, n):
     """numpy's add.reduce of values[:n] (1-D float array, n >= 1), for n <= 128.
 
@@ -142,35 +142,36 @@ def _pairwise_sum(values, n):
     return res
 
 
-@njit(cache=True, error_model="numpy")
-def _mean_rows(rows, count, column, out):
-    """out[:] = np.mean(rows[:count], axis=0) for float32 rows, in numpy's order; NaN if count is 0.
+@njit(cache=True, error_model="numpy", inline="always")
+def _mean_rows(rows, i, count, column, out):
+    """out[i, :] = np.mean(rows[i, :count], axis=0) for float32, in numpy's order; NaN if count is 0.
 
-    numpy reduces a (n, 1) array pairwise but a (n, D >= 2) one row by row.
-    column: float32 scratch of at least ``count`` values.
+    rows: (N, M, D); out: (N, D). numpy reduces a (n, 1) array pairwise but a
+    (n, D >= 2) one row by row. column: float32 scratch of ``count`` values.
     """
-    depth = rows.shape[1]
+    depth = rows.shape[2]
     denominator = np.float32(count)
     if count == 0:
-        out[:] = np.nan
+        for d in range(depth):
+            out[i, d] = np.nan
         return
     if depth == 1:
         for r in range(count):
-            column[r] = rows[r, 0]
-        out[0] = _pairwise_sum(column, count) / denominator
+            column[r] = rows[i, r, 0]
+        out[i, 0] = _pairwise_sum(column, count) / denominator
         return
     for d in range(depth):
-        total = rows[0, d]
+        total = rows[i, 0, d]
         for r in range(1, count):
-            total = total + rows[r, d]
-        out[d] = total / denominator
+            total = total + rows[i, r, d]
+        out[i, d] = total / denominator
 
 
 # ---------------------------------------------------------------------------
 # peaks: max-pool NMS and torch-ordered top-k
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", inline="always")
 def _heap_less(a, b):
     # torch TopKComparator<largest=True>: NaN first, then larger values.
     return (np.isnan(a) and not np.isnan(b)) or a > b
@@ -451,7 +452,7 @@ def lap_assign(cost):
 # match by tag
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", inline="always")
 def _person_for_key(keys, num_people, key):
     for p in range(num_people):
         if keys[p] == key:
@@ -475,6 +476,7 @@ def _match_by_tag_kernel(tag_k, loc_k, val_k, joint_order, detection_threshold, 
     # A person's mean tag changes only when its tag list does: cached, recomputed when stale.
     mean_tags = np.empty((capacity, depth), np.float32)
     mean_stale = np.ones(capacity, np.bool_)
+    tag_sums = np.zeros((capacity, depth), np.float32)
     column = np.empty(num_joints, np.float32)
     num_people = 0
     rows = np.empty(k, np.int64)
@@ -500,9 +502,7 @@ def _match_by_tag_kernel(tag_k, loc_k, val_k, joint_order, detection_threshold, 
                     p = num_people
                     keys[p] = tag_k[idx, m, 0]
                     num_people += 1
-                _set_joint(people, p, idx, loc_k[idx, m], val_k[idx, m], tag_k[idx, m])
-                tag_lists[p, 0, :] = tag_k[idx, m, :]
-                tag_counts[p] = 1
+                _set_joint(people, tag_lists, tag_counts, tag_sums, p, idx, loc_k, val_k, tag_k, m, False)
                 mean_stale[p] = True
             continue
         num_grouped = min(num_people, max_num_people)
@@ -510,7 +510,12 @@ def _match_by_tag_kernel(tag_k, loc_k, val_k, joint_order, detection_threshold, 
             continue
         for g in range(num_grouped):
             if mean_stale[g]:
-                _mean_rows(tag_lists[g], tag_counts[g], column, mean_tags[g])
+                count = tag_counts[g]
+                if depth == 1 and count >= 8:  # numpy sums 8 or more values pairwise
+                    _mean_rows(tag_lists, g, count, column, mean_tags)
+                else:
+                    for d in range(depth):
+                        mean_tags[g, d] = tag_sums[g, d] / np.float32(count)
                 mean_stale[g] = False
         num_cols = max(num_added, num_grouped)
         cost = cost_buffer[:num_added * num_cols].reshape((num_added, num_cols))
@@ -541,29 +546,35 @@ def _match_by_tag_kernel(tag_k, loc_k, val_k, joint_order, detection_threshold, 
             col = assignment[a]
             if col < num_grouped and distances[a, col] < tag_threshold:
                 p = col
-                _set_joint(people, p, idx, loc_k[idx, m], val_k[idx, m], tag_k[idx, m])
-                tag_lists[p, tag_counts[p], :] = tag_k[idx, m, :]
-                tag_counts[p] += 1
+                _set_joint(people, tag_lists, tag_counts, tag_sums, p, idx, loc_k, val_k, tag_k, m, True)
             else:
                 p = _person_for_key(keys, num_people, tag_k[idx, m, 0])
                 if p < 0:
                     p = num_people
                     keys[p] = tag_k[idx, m, 0]
                     num_people += 1
-                _set_joint(people, p, idx, loc_k[idx, m], val_k[idx, m], tag_k[idx, m])
-                tag_lists[p, 0, :] = tag_k[idx, m, :]
-                tag_counts[p] = 1
+                _set_joint(people, tag_lists, tag_counts, tag_sums, p, idx, loc_k, val_k, tag_k, m, False)
             mean_stale[p] = True
     return people[:num_people].copy(), status
 
 
-@njit(cache=True, error_model="numpy")
-def _set_joint(people, p, joint, loc, value, tags):
-    people[p, joint, 0] = loc[0]
-    people[p, joint, 1] = loc[1]
-    people[p, joint, 2] = value
-    for d in range(tags.shape[0]):
-        people[p, joint, 3 + d] = tags[d]
+@njit(cache=True, error_model="numpy", inline="always")
+def _set_joint(people, tag_lists, tag_counts, tag_sums, p, joint, loc_k, val_k, tag_k, m, append):
+    """Put candidate ``m`` of ``joint`` into person ``p``; append its tag or restart the tag list.
+
+    tag_sums keeps the in-order float32 sum of the list, which is numpy's sum
+    of it for any length when D >= 2 and up to 7 tags when D == 1.
+    """
+    people[p, joint, 0] = loc_k[joint, m, 0]
+    people[p, joint, 1] = loc_k[joint, m, 1]
+    people[p, joint, 2] = val_k[joint, m]
+    slot = tag_counts[p] if append else 0
+    for d in range(tag_k.shape[2]):
+        t = tag_k[joint, m, d]
+        people[p, joint, 3 + d] = t
+        tag_lists[p, slot, d] = t
+        tag_sums[p, d] = t if slot == 0 else tag_sums[p, d] + t
+    tag_counts[p] = slot + 1
 
 
 # ---------------------------------------------------------------------------
@@ -607,7 +618,7 @@ def _scores_kernel(grouped):
     return scores
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", inline="always")
 def _refine_score(det_j, tag_j, prev, y, x):
     # float32: det - round(sqrt(sum((tag - prev)^2))), numpy's operation order.
     depth = prev.shape[0]
@@ -767,9 +778,10 @@ def _refine_kernel(grouped, det, tag, tile, use_tiles):
     tile_max = np.empty((num_joints, n_ty, n_tx), np.float32)
     tag_lo = np.empty((num_joints, n_tiles, depth), np.float32)
     tag_hi = np.empty((num_joints, n_tiles, depth), np.float32)
-    tags = np.empty((num_joints, depth), np.float32)
+    tags = np.empty((1, num_joints, depth), np.float32)
     column = np.empty(num_joints, np.float32)
-    prev = np.empty(depth, np.float32)
+    mean = np.empty((1, depth), np.float32)
+    prev = mean[0]
     quarter = 0.25
     for p in range(num_people):
         count = 0
@@ -777,9 +789,10 @@ def _refine_kernel(grouped, det, tag, tile, use_tiles):
             if grouped[p, j, 2] > 0:
                 x = np.int32(grouped[p, j, 0])
                 y = np.int32(grouped[p, j, 1])
-                tags[count, :] = tag[j, y, x, :]
+                for d in range(depth):
+                    tags[0, count, d] = tag[j, y, x, d]
                 count += 1
-        _mean_rows(tags, count, column, prev)
+        _mean_rows(tags, 0, count, column, mean)
         prev_finite = True
         for d in range(depth):
             if not np.isfinite(prev[d]):
