@@ -1,4 +1,4 @@
-"""Choosing the torch device from configuration."""
+"""Choosing the torch device and CPU threads from configuration."""
 
 from __future__ import annotations
 
@@ -21,3 +21,21 @@ def resolve_device(name: str = "auto"):
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device: {name!r} asked for but CUDA is not available here; use --device cpu")
     return device
+
+
+def check_threads(threads: int) -> None:
+    """Validate a ``threads`` step option (ValueError naming it)."""
+    if threads < 0:
+        raise ValueError(f"threads: must be 0 (the process default) or more, got {threads}")
+
+
+def set_torch_threads(threads: int) -> None:
+    """Use ``threads`` torch CPU threads in this process; 0 keeps the default.
+
+    The default is the stage process's share of the cores (see
+    ``streampose.runtime.worker.share_cpu_threads``).
+    """
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from ..device import check_threads, set_torch_threads
 from ..errors import ConfigError
 from ..records import Frame, Poses
 from ..step import Step, register_step
@@ -28,13 +29,6 @@ _DEFAULT_POSE = "weights/movenet_lightning.pth"
 def _check_fraction(name: str, value: float | None) -> None:
     if value is not None and not 0.0 <= value <= 1.0:
         raise ValueError(f"{name}: must be between 0 and 1, got {value}")
-
-
-def _set_threads(threads: int) -> None:
-    if threads:
-        import torch
-
-        torch.set_num_threads(threads)
 
 
 @dataclass
@@ -62,8 +56,7 @@ class YoloxDetectorOptions:
             raise ValueError(f"img_size: must be a positive multiple of 32, got {self.img_size}")
         _check_fraction("score_threshold", self.score_threshold)
         _check_fraction("nms_threshold", self.nms_threshold)
-        if self.threads < 0:
-            raise ValueError(f"threads: must be 0 (default) or more, got {self.threads}")
+        check_threads(self.threads)
 
 
 @register_step("yolox_detector")
@@ -82,7 +75,7 @@ class YoloxDetectorStep(Step):
         from ..models.yolox_detector import YoloxDetector
 
         o = self.options
-        _set_threads(o.threads)
+        set_torch_threads(o.threads)
         self.detector = YoloxDetector.from_weights(o.weights, img_size=o.img_size, score_threshold=o.score_threshold,
                                                    nms_threshold=o.nms_threshold, device=resolve_device(o.device))
 
@@ -123,8 +116,7 @@ class MoveNetPoseOptions:
     def __post_init__(self) -> None:
         if self.max_batch < 1:
             raise ValueError(f"max_batch: must be at least 1, got {self.max_batch}")
-        if self.threads < 0:
-            raise ValueError(f"threads: must be 0 (default) or more, got {self.threads}")
+        check_threads(self.threads)
 
 
 @register_step("movenet_pose")
@@ -149,7 +141,7 @@ class MoveNetPoseStep(Step):
         from ..topdown.estimator import TopDownEstimator
 
         o = self.options
-        _set_threads(o.threads)
+        set_torch_threads(o.threads)
         model = load_movenet_topdown(o.weights, flip_test=o.flip_test, quantized=o.quantized,
                                      device=resolve_device(o.device))
         self.estimator = TopDownEstimator(model, max_batch=o.max_batch)

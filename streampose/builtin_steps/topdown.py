@@ -25,6 +25,7 @@ from typing import Literal
 
 import numpy as np
 
+from ..device import check_threads, set_torch_threads
 from ..errors import ConfigError, UserError
 from ..records import Detections, Frame, FramePacket
 from ..step import Step, register_step
@@ -74,8 +75,7 @@ class TopDownPoseOptions:
     def __post_init__(self) -> None:
         if self.max_batch < 1:
             raise ValueError(f"max_batch: must be at least 1, got {self.max_batch}")
-        if self.threads < 0:
-            raise ValueError(f"threads: must be 0 (torch's default) or more, got {self.threads}")
+        check_threads(self.threads)
         if not 0.0 <= self.min_box_score <= 1.0:
             raise ValueError(f"min_box_score: must be between 0 and 1, got {self.min_box_score}")
 
@@ -95,10 +95,7 @@ class TopDownPoseStep(Step):
         from ..topdown.estimator import TopDownEstimator
 
         o = self.options
-        if o.threads:
-            import torch
-
-            torch.set_num_threads(o.threads)
+        set_torch_threads(o.threads)
         from ..gpu.acceleration import accelerate_network, configure_cudnn
 
         configure_cudnn(o.cudnn_benchmark)

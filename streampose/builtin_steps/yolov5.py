@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from ..device import check_threads, set_torch_threads
 from ..errors import ConfigError
 from ..records import Frame
 from ..step import Step, register_step
@@ -58,8 +59,7 @@ class YoloV5DetectorOptions:
                 raise ValueError(f"{name}: must be between 0 and 1, got {value}")
         if self.max_detections < 1:
             raise ValueError(f"max_detections: must be at least 1, got {self.max_detections}")
-        if self.threads < 0:
-            raise ValueError(f"threads: must be 0 (torch's default) or more, got {self.threads}")
+        check_threads(self.threads)
         if len(set(self.classes)) != len(self.classes):
             raise ValueError(f"classes: names repeat in {self.classes}")
 
@@ -79,10 +79,7 @@ class YoloV5DetectorStep(Step):
         from ..models.yolov5.detector import YoloV5Detector
 
         o = self.options
-        if o.threads:
-            import torch
-
-            torch.set_num_threads(o.threads)
+        set_torch_threads(o.threads)
         from ..gpu.acceleration import configure_cudnn
 
         configure_cudnn(o.cudnn_benchmark)
