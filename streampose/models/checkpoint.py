@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pickle
+
 from pathlib import Path
 
 from ..errors import CheckpointError
@@ -19,9 +21,13 @@ def load_state_dict_file(path: str | Path, what: str, hint: str = "") -> dict:
     resolved = existing_file(path, what, hint)
     try:
         state = torch.load(resolved, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises pickle, zip and runtime errors alike for bad files
-        raise CheckpointError(f"{what} {str(path)!r} is not a loadable state dict ({type(e).__name__}: "
-                              f"{str(e).splitlines()[0] if str(e) else ''})" + (f"; {hint}" if hint else "")) from e
+    except pickle.UnpicklingError as e:  # weights_only refused a global, or not a pickle at all
+        raise CheckpointError(f"{what} {str(path)!r} is not a plain state dict of tensors (a pickled object, "
+                              f"or not a torch file)" + (f"; {hint}" if hint else "")) from e
+    except Exception as e:  # torch raises zip, EOF and runtime errors alike for bad files
+        reason = str(e).strip().splitlines()[0][:120] if str(e).strip() else ""
+        raise CheckpointError(f"{what} {str(path)!r} is not a readable torch file ({type(e).__name__}: {reason})"
+                              + (f"; {hint}" if hint else "")) from e
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
