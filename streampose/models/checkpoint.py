@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pickle
-
 from pathlib import Path
 
 from ..errors import CheckpointError
