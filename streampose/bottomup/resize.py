@@ -20,6 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..topdown.crops import get_affine_transform
+
 #: ImageNet statistics of the official ToTensor + Normalize, RGB order.
 IMAGENET_MEAN_RGB = (0.485, 0.456, 0.406)
 IMAGENET_STD_RGB = (0.229, 0.224, 0.225)
@@ -77,28 +79,7 @@ def affine_transform_matrix(center: np.ndarray, scale: np.ndarray, output_size_w
 
     Maps frame pixels to output pixels (or back with ``inverse``); (2, 3) float64.
     """
-    import cv2
-
-    scale_px = np.asarray(scale) * 200.0
-    src_w = scale_px[0]
-    dst_w, dst_h = output_size_wh[0], output_size_wh[1]
-    src = np.zeros((3, 2), dtype=np.float32)
-    dst = np.zeros((3, 2), dtype=np.float32)
-    # Rotation 0: the official get_dir gives (0, -src_w / 2) up to the sign of zero.
-    src[0, :] = center + scale_px * np.zeros(2, np.float32)
-    src[1, :] = center + np.array([0.0, src_w * -0.5]) + scale_px * np.zeros(2, np.float32)
-    dst[0, :] = [dst_w * 0.5, dst_h * 0.5]
-    dst[1, :] = np.array([dst_w * 0.5, dst_h * 0.5]) + np.array([0, dst_w * -0.5], np.float32)
-    src[2, :] = _third_point(src[0, :], src[1, :])
-    dst[2, :] = _third_point(dst[0, :], dst[1, :])
-    if inverse:
-        return cv2.getAffineTransform(dst, src)
-    return cv2.getAffineTransform(src, dst)
-
-
-def _third_point(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    direction = a - b
-    return b + np.array([-direction[1], direction[0]], dtype=np.float32)
+    return get_affine_transform(center, scale, output_size_wh, inv=inverse)
 
 
 def warp_to_input(image: np.ndarray, geometry: ResizeGeometry) -> np.ndarray:
