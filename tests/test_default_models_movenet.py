@@ -26,7 +26,7 @@ import torch
 
 from streampose.models.movenet import VARIANTS, MoveNetSinglePose, build_movenet
 from streampose.models.movenet_decode import decode_single_pose
-from streampose.models.movenet_int8 import MoveNetInt8
+from streampose.models.movenet_int8 import DECODE_TENSORS, MoveNetInt8
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 REPO = Path(__file__).resolve().parents[1]
@@ -121,15 +121,7 @@ def test_every_convolution_matches_the_graph(shared_dir, interpreter, net, crops
 
 
 # Our decoder's rounding points → the graph's int8 tensors at the same points.
-_GRAPH_ROUNDING = {
-    "grid_y": "strided_slice_3", "grid_x": "strided_slice_4", "centre_weight": "truediv_2;add_1",
-    "weighted_centre": "truediv_2;add_11", "centre_y": "tfl.quantize1", "centre_x": "tfl.quantize2",
-    "rough_y": "add_2", "rough_x": "add_3", "delta_y": "sub_5", "delta_x": "sub_6",
-    "delta_y_sq": "pow_2;pow/y", "delta_x_sq": "pow_3;pow/y", "distance_sq": "add_4",
-    "distance": "tfl.quantize3", "distance_biased": "add_5", "divided_heatmaps": "tfl.quantize4",
-    "cell_y": "tfl.quantize5", "cell_x": "tfl.quantize6", "keypoint_y": "add_6", "keypoint_x": "add_7",
-    "y": "mul_2", "x": "mul_2", "scores": "Sigmoid1",
-}
+_GRAPH_ROUNDING = DECODE_TENSORS
 # The head maps as the graph's decoding reads them: centre, heatmaps (sigmoid), offsets, regression.
 _HEAD_MAPS = ("Sigmoid_1", "Sigmoid", "kpt_offset_0/conv2d_7/BiasAdd", "kpt_regress_0/conv2d_6/BiasAdd")
 
