@@ -454,10 +454,16 @@ def lap_assign(cost):
 
 @njit(cache=True, error_model="numpy", inline="always")
 def _person_for_key(keys, num_people, key):
+    """(person, num_people): the person whose key (first tag value) is ``key``, else a new one.
+
+    As the official dict keyed by tag: an unmatched joint whose tag equals an
+    existing person's key joins that person instead of starting another.
+    """
     for p in range(num_people):
         if keys[p] == key:
-            return p
-    return -1
+            return p, num_people
+    keys[num_people] = key
+    return num_people, num_people + 1
 
 
 @njit(cache=True, error_model="numpy")
@@ -497,11 +503,7 @@ def _match_by_tag_kernel(tag_k, loc_k, val_k, joint_order, detection_threshold, 
         if i == 0 or num_people == 0:
             for a in range(num_added):
                 m = rows[a]
-                p = _person_for_key(keys, num_people, tag_k[idx, m, 0])
-                if p < 0:
-                    p = num_people
-                    keys[p] = tag_k[idx, m, 0]
-                    num_people += 1
+                p, num_people = _person_for_key(keys, num_people, tag_k[idx, m, 0])
                 _set_joint(people, tag_lists, tag_counts, tag_sums, p, idx, loc_k, val_k, tag_k, m, False)
                 mean_stale[p] = True
             continue
@@ -548,11 +550,7 @@ def _match_by_tag_kernel(tag_k, loc_k, val_k, joint_order, detection_threshold, 
                 p = col
                 _set_joint(people, tag_lists, tag_counts, tag_sums, p, idx, loc_k, val_k, tag_k, m, True)
             else:
-                p = _person_for_key(keys, num_people, tag_k[idx, m, 0])
-                if p < 0:
-                    p = num_people
-                    keys[p] = tag_k[idx, m, 0]
-                    num_people += 1
+                p, num_people = _person_for_key(keys, num_people, tag_k[idx, m, 0])
                 _set_joint(people, tag_lists, tag_counts, tag_sums, p, idx, loc_k, val_k, tag_k, m, False)
             mean_stale[p] = True
     return people[:num_people].copy(), status
