@@ -146,7 +146,21 @@ def resolve_pipeline_name(name: str) -> str:
     return name
 
 
+#: ``streampose NAME ...`` → the module whose ``main(argv)`` runs that command.
+SUBCOMMANDS: dict[str, str] = {}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in SUBCOMMANDS:
+        import importlib
+
+        return importlib.import_module(SUBCOMMANDS[argv[0]]).main(argv[1:])
+    return run_command(argv)
+
+
+def run_command(argv: Sequence[str]) -> int:
+    """The main command: sources through a pipeline to sinks."""
     args = build_parser().parse_args(argv)
     configure_logging(args.verbose, args.quiet)
     try:
