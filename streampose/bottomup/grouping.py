@@ -15,9 +15,8 @@ is deterministic:
   shoulders, hips, elbows, wrists, knees, ankles); candidates above the
   detection threshold are assigned to the first ``max_num_people`` people by an
   optimal assignment of ``round(tag distance) * 100 - value`` (numpy's
-  round-half-even), solved by the algorithm of the ``munkres`` package the
-  official code calls (version 2.0.0, a shortest-augmenting-path Hungarian
-  method: same tie-breaking on equal costs); a candidate whose
+  round-half-even), solved exactly as the ``munkres`` package the official
+  code calls (see *Which munkres* below); a candidate whose
   tag distance is not under the tag threshold starts a new person keyed by its
   first tag value (a person with an equal key is overwritten, as the official
   dict does). Person mean tags are float32 means in numpy's summation order;
@@ -29,6 +28,24 @@ is deterministic:
   branch-and-bound over 8x8 tiles (the heatmap maximum of a tile and its
   tags' bounding box bound its scores), which returns exactly the full-map
   argmax but touches few pixels.
+
+Which munkres: the rounded costs make assignments of exactly equal cost
+common (people whose tag distances round alike, equal peak values), and the
+official code keeps whichever one ``munkres.Munkres().compute`` returns, so
+the people found depend on that package's version. The official numbers we
+reproduce (``../shared/golden``, HRNet/HigherHRNet-Human-Pose-Estimation @
+aa23881) were made with **munkres 3.0.0**, the current release, installed
+from its wheel, which carries a C kernel. Its ``compute`` sends a float
+problem of at least 16 cells to that kernel (a LAPJV-style shortest path
+whose column scan runs in a swap-remove list and prefers a free column on a
+tie) and smaller ones to its Python solver (the row-minimum warm start and
+index-order Dijkstra of 2.0.0, which has no kernel). :func:`lap_assign`
+reproduces both and the dispatch; on equal costs 2.0.0 alone, 3.0.0 without
+its kernel (``PALDITA_NO_NATIVE=1`` or a build without a compiler) and 1.x
+(Munkres' step algorithm) may each pick another optimum. A held-back golden
+with ~300 candidate people told 2.0.0 and 3.0.0 apart (14 joints on
+different people before refine); the visible ones cannot. The ``dev``
+extra pins munkres 3.0.0 as the reference the tests compare against.
 
 Arrays: ``det`` (J, H, W) float32 heatmaps, ``tag`` (J, H, W, D) float32 tags
 (D = 1 without flip, 2 with flip test, more with several scales), both at the
@@ -365,27 +382,23 @@ def _top_k_kernel(det, tag, k, pad):
 # ---------------------------------------------------------------------------
 # optimal assignment: the solver of the munkres package the goldens were made with
 
+#: ``munkres`` 3.0.0 hands problems of at least this many cells to its C kernel (``_core._NATIVE_MIN``).
+MUNKRES_NATIVE_MIN_CELLS = 16
+
+#: Both munkres 3.0.0 solvers give up on float arithmetic when max|cost| * (R + C + 4) reaches this.
+_FLOAT_RANGE_LIMIT = 1.7e308
+
 
 @njit(cache=True, error_model="numpy")
-def lap_assign(cost):
-    """Column assigned to each row of a (R, C) float64 cost matrix, R <= C; all -1 on failure.
+def _lap_python_solver(cost, assignment):
+    """munkres 3.0.0's pure-Python solver (``_core._solve_raw``, unchanged from 2.0.0), on a finite cost.
 
-    The shortest-augmenting-path Hungarian method with dual potentials of
-    ``munkres.Munkres().compute`` 2.0.0 (the version the official outputs in
-    ``../shared/golden`` were produced with; 1.1.4's step algorithm resolves
-    equal-cost alternatives differently): warm start by row minima and a
-    greedy match of zero-reduced cells in column order, then one augmenting
-    path per unmatched row, every comparison strict, so equal costs resolve
-    exactly as there. Costs must be finite.
+    Warm start by row minima and a greedy match of zero-reduced cells in
+    column order, then one augmenting path per unmatched row over all
+    columns in index order, every comparison strict. Fills ``assignment``;
+    False if no path was found (cannot happen for finite costs).
     """
     n, m = cost.shape
-    assignment = np.full(n, _ASSIGN_FAILED, np.int64)
-    if n > m:
-        return assignment
-    for i in range(n):
-        for j in range(m):
-            if not np.isfinite(cost[i, j]):
-                return assignment
     u = np.zeros(n)
     v = np.zeros(m + 1)
     p = np.full(m + 1, -1, np.int64)
@@ -428,7 +441,7 @@ def lap_assign(cost):
                     delta = minv[j]
                     j1 = j
             if j1 < 0:
-                return assignment
+                return False
             for j in range(m + 1):
                 if used[j]:
                     u[p[j]] += delta
@@ -445,6 +458,136 @@ def lap_assign(cost):
     for j in range(m):
         if p[j] >= 0:
             assignment[p[j]] = j
+    return True
+
+
+@njit(cache=True, error_model="numpy")
+def _lap_native_solver(cost, assignment):
+    """munkres 3.0.0's C kernel (``_native/lap.c``, float64 kind), on a finite cost.
+
+    The same warm start, then per unmatched row a shortest-path search in
+    the LAPJV style: the candidate columns are kept in a list that starts in
+    reverse index order and loses a column by swapping in its last entry;
+    the path cost carries the running minimum (``minval + c - u - v``, summed
+    left to right as C does); among equal reduced costs the first column in
+    list order wins, except that a free column replaces an equal one (so the
+    last free column of equal cost is taken). Potentials are updated once per
+    augmentation. Fills ``assignment``; False if no path was found.
+    """
+    n, m = cost.shape
+    u = np.zeros(n)
+    v = np.zeros(m)
+    shortest = np.empty(m)
+    row4col = np.full(m, -1, np.int64)
+    col4row = np.full(n, -1, np.int64)
+    path = np.zeros(m, np.int64)
+    remaining = np.empty(m, np.int64)
+    scanned = np.empty(m, np.int64)
+    for i in range(n):
+        low = np.inf
+        found = False
+        for j in range(m):
+            x = cost[i, j]
+            if not np.isinf(x) and (not found or x < low):
+                low = x
+                found = True
+        if not found:
+            return False
+        u[i] = low
+        for j in range(m):
+            if not np.isinf(cost[i, j]) and row4col[j] < 0 and cost[i, j] == low:
+                row4col[j] = i
+                col4row[i] = j
+                break
+    for cur in range(n):
+        if col4row[cur] >= 0:
+            continue
+        num_remaining = m
+        num_scanned = 0
+        for k in range(m):
+            remaining[k] = m - 1 - k
+            shortest[k] = np.inf
+        minval = 0.0
+        i = cur
+        sink = -1
+        while sink < 0:
+            lowest = np.inf
+            index = -1
+            ui = u[i]
+            for k in range(num_remaining):
+                j = remaining[k]
+                x = cost[i, j]
+                if not np.isinf(x):
+                    r = minval + x - ui - v[j]
+                    if r < shortest[j]:
+                        path[j] = i
+                        shortest[j] = r
+                sj = shortest[j]
+                if not np.isinf(sj) and (index < 0 or sj < lowest or (sj == lowest and row4col[j] < 0)):
+                    lowest = sj
+                    index = k
+            if index < 0:
+                return False
+            minval = lowest
+            j = remaining[index]
+            if row4col[j] < 0:
+                sink = j
+            else:
+                i = row4col[j]
+                scanned[num_scanned] = j
+                num_scanned += 1
+                num_remaining -= 1
+                remaining[index] = remaining[num_remaining]
+        u[cur] += minval
+        for a in range(num_scanned):
+            j = scanned[a]
+            u[row4col[j]] += minval - shortest[j]
+            v[j] -= minval - shortest[j]
+        j = sink
+        while True:
+            ii = path[j]
+            row4col[j] = ii
+            previous = col4row[ii]
+            col4row[ii] = j
+            j = previous
+            if ii == cur:
+                break
+    for i in range(n):
+        assignment[i] = col4row[i]
+    return True
+
+
+@njit(cache=True, error_model="numpy")
+def lap_assign(cost):
+    """Column assigned to each row of a (R, C) float64 cost matrix, R <= C; all -1 on failure.
+
+    Exactly the assignment ``munkres.Munkres().compute`` 3.0.0 returns, equal
+    costs included: matrices of at least ``MUNKRES_NATIVE_MIN_CELLS`` cells go
+    to its C kernel (:func:`_lap_native_solver`), smaller ones to its Python
+    solver (:func:`_lap_python_solver`); the two break ties differently.
+    Fails (all -1) on a non-finite cost, and where munkres would switch to
+    exact fractions (max|cost| * (R + C + 4) >= 1.7e308, far beyond any tag
+    cost).
+    """
+    n, m = cost.shape
+    assignment = np.full(n, _ASSIGN_FAILED, np.int64)
+    if n > m:
+        return assignment
+    biggest = 0.0
+    for i in range(n):
+        for j in range(m):
+            if not np.isfinite(cost[i, j]):
+                return assignment
+            biggest = max(biggest, abs(cost[i, j]))
+    if n == 0 or biggest * (n + m + 4.0) >= _FLOAT_RANGE_LIMIT:
+        return assignment
+    out = np.empty(n, np.int64)
+    if n * m >= MUNKRES_NATIVE_MIN_CELLS:
+        solved = _lap_native_solver(cost, out)
+    else:
+        solved = _lap_python_solver(cost, out)
+    if solved:
+        assignment[:] = out
     return assignment
 
 
