@@ -61,8 +61,11 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
-#: Official match order for COCO-17 (``Params.joint_order`` without a centre joint).
-COCO_JOINT_ORDER: tuple[int, ...] = (0, 1, 2, 3, 4, 5, 6, 11, 12, 7, 8, 9, 10, 13, 14, 15, 16)
+from ..keypoint_sets import COCO_17
+
+#: Official match order for COCO-17 (``Params.joint_order`` without a centre joint); other sets: their
+#: ``KeypointSet.joint_order``.
+COCO_JOINT_ORDER: tuple[int, ...] = COCO_17.joint_order
 
 #: Side of the square tiles of the refine branch-and-bound.
 REFINE_TILE = 8

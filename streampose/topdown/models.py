@@ -20,7 +20,7 @@ from typing import Protocol, Sequence
 import numpy as np
 
 from ..errors import CheckpointError, ConfigError
-from ..records import COCO_FLIP_INDEX
+from ..keypoint_sets import KEYPOINT_SETS, keypoint_set_for
 from .crops import CropSpec
 from .flip import average_heatmaps, flip_back_heatmaps, flip_back_simdr
 from .heatmap_decode import decode_heatmaps
@@ -53,10 +53,11 @@ class TopDownModel(Protocol):
 
 
 def _flip_index(num_keypoints: int) -> Sequence[int]:
-    if num_keypoints != len(COCO_FLIP_INDEX):
-        raise ValueError(f"flip_test: only COCO-17 keypoints have flip pairs, the model has {num_keypoints}; "
-                         "set flip_test = false")
-    return COCO_FLIP_INDEX
+    keypoint_set = keypoint_set_for(num_keypoints)
+    if not keypoint_set.flip_pairs:
+        raise ValueError(f"flip_test: the model's {num_keypoints} keypoints are not a known keypoint set "
+                         f"(no flip pairs: {', '.join(sorted(KEYPOINT_SETS))}); set flip_test = false")
+    return keypoint_set.flip_index
 
 
 class HeatmapTopDownModel:
