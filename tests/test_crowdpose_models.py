@@ -73,3 +73,50 @@ def test_crowdpose_estimator_returns_14_keypoints(shared_dir):
     assert poses.keypoint_set is CROWDPOSE_14
     assert (poses.keypoint_scores > 0).any() and np.isfinite(poses.keypoints).all()
     assert poses.scores.shape == (len(poses),) and len(poses) <= 14 * estimator.params.max_num_people
+
+
+@pytest.mark.slow
+def test_run_stream_crowdpose_end_to_end(shared_dir, tmp_path):
+    """run_stream.py with the CrowdPose pipeline: 14-keypoint JSON lines, CSV and a drawn video."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import av
+
+    from streampose.io import read_csv, read_jsonl
+    from streampose.io.results import csv_columns
+
+    repo = Path(__file__).resolve().parents[1]
+    video = shared_dir / "media" / "street-demo.mp4"
+    out = {ext: tmp_path / f"out.{ext}" for ext in ("jsonl", "csv", "mp4")}
+    frames = 3
+    command = [sys.executable, str(repo / "run_stream.py"), "--source", str(video),
+               "--pipeline", "bottomup_higherhrnet_w32_640_crowdpose",
+               "--pose-model", str(recipe_crowdpose_checkpoint(32)), "--device", "cpu",
+               "--max-frames", str(frames), *(a for p in out.values() for a in ("--output", str(p))),
+               "--no-progress", "--quiet"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=900, cwd=repo)
+    assert done.returncode == 0, done.stderr
+
+    jsonl = list(read_jsonl(out["jsonl"]))
+    assert [f.index for f in jsonl] == list(range(frames))
+    assert all(f.poses is not None and f.poses.keypoints.shape[1:] == (14, 2) for f in jsonl)
+    people = sum(len(f.poses) for f in jsonl)
+    assert people > 0
+
+    lines = out["csv"].read_text().splitlines()
+    assert lines[0].split(",") == list(csv_columns(CROWDPOSE_14)) and len(lines) - 1 == people
+    from_csv = {f.index: f.poses for f in read_csv(out["csv"])}
+    for f in jsonl:
+        if len(f.poses):
+            np.testing.assert_allclose(from_csv[f.index].keypoints, f.poses.keypoints, atol=1e-3)
+
+    with av.open(str(out["mp4"])) as container:
+        drawn = [fr.to_ndarray(format="bgr24") for fr in container.decode(video=0)]
+    with av.open(str(video)) as container:
+        source = [fr.to_ndarray(format="bgr24") for _, fr in zip(range(frames), container.decode(video=0))]
+    assert len(drawn) == frames and drawn[0].shape == source[0].shape
+    # Skeleton lines and keypoints were drawn: far more than codec noise differs from the source.
+    changed = np.abs(drawn[0].astype(np.int16) - source[0].astype(np.int16)).max(axis=2) > 60
+    assert changed.mean() > 0.002
