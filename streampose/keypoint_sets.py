@@ -37,7 +37,8 @@ import numpy as np
 class KeypointSet:
     """One keypoint convention.
 
-    name: short id (``coco``, ``crowdpose``); keypoint_names: K names, 0-indexed
+    name: short id (``coco17``, ``crowdpose14``; the ``keypoints`` of the model
+    registry, :mod:`streampose.models.registry`); keypoint_names: K names, 0-indexed
     order of the model outputs and files; skeleton: limbs drawn, pairs of
     indices; flip_pairs: left/right pairs swapped by a horizontal flip;
     oks_sigmas: K per-keypoint OKS sigmas; joint_order: the order the official
@@ -84,7 +85,7 @@ class KeypointSet:
 
 
 COCO_17 = KeypointSet(
-    name="coco",
+    name="coco17",
     keypoint_names=(
         "nose", "left_eye", "right_eye", "left_ear", "right_ear",
         "left_shoulder", "right_shoulder", "left_elbow", "right_elbow",
@@ -103,7 +104,7 @@ COCO_17 = KeypointSet(
 )
 
 CROWDPOSE_14 = KeypointSet(
-    name="crowdpose",
+    name="crowdpose14",
     keypoint_names=(
         "left_shoulder", "right_shoulder", "left_elbow", "right_elbow",
         "left_wrist", "right_wrist", "left_hip", "right_hip",

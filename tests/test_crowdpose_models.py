@@ -20,7 +20,7 @@ from hrnet_recipe import (crowdpose_head_shapes, crowdpose_layout, fp16_release,
 from scripts.make_recipe_weights import load_layout, recipe_state_dict
 from streampose.keypoint_sets import CROWDPOSE_14
 from streampose.models import HRNET_MODELS, build_model, load_pose_model
-from streampose.models.hrnet_checkpoints import read_state_dict
+from streampose.models.hrnet.checkpoints import read_state_dict
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -120,3 +120,18 @@ def test_run_stream_crowdpose_end_to_end(shared_dir, tmp_path):
     # Skeleton lines and keypoints were drawn: far more than codec noise differs from the source.
     changed = np.abs(drawn[0].astype(np.int16) - source[0].astype(np.int16)).max(axis=2) > 60
     assert changed.mean() > 0.002
+
+
+def test_registry_lists_the_crowdpose_models_with_their_keypoint_set():
+    from streampose.keypoint_sets import KEYPOINT_SETS
+    from streampose.models import registry
+
+    for width in (32, 48):
+        entry = registry.get(f"pose_higher_hrnet_w{width}_640_crowdpose")
+        assert (entry.role, entry.family, entry.keypoints) == ("bottomup", "higherhrnet", CROWDPOSE_14.name)
+        assert entry.step_spec()["type"] == "higherhrnet_pose"
+    # Every pose model names a keypoint set that exists, with the joint count its network has.
+    for entry in registry.entries("pose"):
+        assert entry.keypoints in KEYPOINT_SETS, entry.name
+        if entry.name in HRNET_MODELS:
+            assert HRNET_MODELS[entry.name].num_joints == KEYPOINT_SETS[entry.keypoints].num_keypoints
