@@ -393,20 +393,28 @@ _FLOAT_RANGE_LIMIT = 1.7e308
 
 
 @njit(cache=True, error_model="numpy")
-def _lap_python_solver(cost, assignment):
+def _lap_python_solver(cost, assignment, work_f, work_i):
     """munkres 3.0.0's pure-Python solver (``_core._solve_raw``, unchanged from 2.0.0), on a finite cost.
 
     Warm start by row minima and a greedy match of zero-reduced cells in
     column order, then one augmenting path per unmatched row over all
     columns in index order, every comparison strict. Fills ``assignment``;
-    False if no path was found (cannot happen for finite costs).
+    False if no path was found (cannot happen for finite costs). work_f /
+    work_i: scratch of at least ``LAP_WORK_SIZE(R, C)`` float64 / int64.
     """
     n, m = cost.shape
-    u = np.zeros(n)
-    v = np.zeros(m + 1)
-    p = np.full(m + 1, -1, np.int64)
-    way = np.zeros(m + 1, np.int64)
-    matched = np.zeros(n, np.bool_)
+    u = work_f[:n]
+    v = work_f[n:n + m + 1]
+    minv = work_f[n + m + 1:n + 2 * m + 2]
+    p = work_i[:m + 1]
+    way = work_i[m + 1:2 * m + 2]
+    matched = work_i[2 * m + 2:2 * m + 2 + n]
+    used = work_i[2 * m + 2 + n:3 * m + 3 + n]
+    u[:] = 0.0
+    v[:] = 0.0
+    p[:] = -1
+    way[:] = 0
+    matched[:] = 0
     for i in range(n):
         low = cost[i, 0]
         for j in range(1, m):
@@ -416,19 +424,17 @@ def _lap_python_solver(cost, assignment):
         for j in range(m):
             if p[j] == -1 and cost[i, j] == low:
                 p[j] = i
-                matched[i] = True
+                matched[i] = 1
                 break
-    minv = np.empty(m + 1)
-    used = np.empty(m + 1, np.bool_)
     for i in range(n):
         if matched[i]:
             continue
         p[m] = i
         j0 = m
         minv[:] = np.inf
-        used[:] = False
+        used[:] = 0
         while True:
-            used[j0] = True
+            used[j0] = 1
             i0 = p[j0]
             ui = u[i0]
             for j in range(m):
@@ -465,7 +471,7 @@ def _lap_python_solver(cost, assignment):
 
 
 @njit(cache=True, error_model="numpy")
-def _lap_native_solver(cost, assignment):
+def _lap_native_solver(cost, assignment, work_f, work_i):
     """munkres 3.0.0's C kernel (``_native/lap.c``, float64 kind), on a finite cost.
 
     The same warm start, then per unmatched row a shortest-path search in
@@ -475,17 +481,23 @@ def _lap_native_solver(cost, assignment):
     left to right as C does); among equal reduced costs the first column in
     list order wins, except that a free column replaces an equal one (so the
     last free column of equal cost is taken). Potentials are updated once per
-    augmentation. Fills ``assignment``; False if no path was found.
+    augmentation. Fills ``assignment``; False if no path was found. work_f /
+    work_i: scratch as for :func:`_lap_python_solver`.
     """
     n, m = cost.shape
-    u = np.zeros(n)
-    v = np.zeros(m)
-    shortest = np.empty(m)
-    row4col = np.full(m, -1, np.int64)
-    col4row = np.full(n, -1, np.int64)
-    path = np.zeros(m, np.int64)
-    remaining = np.empty(m, np.int64)
-    scanned = np.empty(m, np.int64)
+    u = work_f[:n]
+    v = work_f[n:n + m]
+    shortest = work_f[n + m:n + 2 * m]
+    row4col = work_i[:m]
+    col4row = work_i[m:m + n]
+    path = work_i[m + n:2 * m + n]
+    remaining = work_i[2 * m + n:3 * m + n]
+    scanned = work_i[3 * m + n:4 * m + n]
+    u[:] = 0.0
+    v[:] = 0.0
+    row4col[:] = -1
+    col4row[:] = -1
+    path[:] = 0
     for i in range(n):
         low = np.inf
         found = False
@@ -560,6 +572,12 @@ def _lap_native_solver(cost, assignment):
     return True
 
 
+@njit(cache=True, error_model="numpy", inline="always")
+def _lap_work_size(n, m):
+    # float64 / int64 scratch both solvers need for an (n, m) problem.
+    return n + 4 * m + 4
+
+
 @njit(cache=True, error_model="numpy")
 def lap_assign(cost):
     """Column assigned to each row of a (R, C) float64 cost matrix, R <= C; all -1 on failure.
@@ -573,25 +591,33 @@ def lap_assign(cost):
     cost).
     """
     n, m = cost.shape
-    assignment = np.full(n, _ASSIGN_FAILED, np.int64)
+    assignment = np.empty(n, np.int64)
+    size = _lap_work_size(n, m)
+    _lap_assign_into(cost, assignment, np.empty(size), np.empty(size, np.int64))
+    return assignment
+
+
+@njit(cache=True, error_model="numpy")
+def _lap_assign_into(cost, assignment, work_f, work_i):
+    """:func:`lap_assign` into ``assignment`` (R,) with caller-owned scratch (``_lap_work_size`` each)."""
+    n, m = cost.shape
+    assignment[:] = _ASSIGN_FAILED
     if n > m:
-        return assignment
+        return
     biggest = 0.0
     for i in range(n):
         for j in range(m):
             if not np.isfinite(cost[i, j]):
-                return assignment
+                return
             biggest = max(biggest, abs(cost[i, j]))
     if n == 0 or biggest * (n + m + 4.0) >= _FLOAT_RANGE_LIMIT:
-        return assignment
-    out = np.empty(n, np.int64)
+        return
     if n * m >= MUNKRES_NATIVE_MIN_CELLS:
-        solved = _lap_native_solver(cost, out)
+        solved = _lap_native_solver(cost, assignment, work_f, work_i)
     else:
-        solved = _lap_python_solver(cost, out)
-    if solved:
-        assignment[:] = out
-    return assignment
+        solved = _lap_python_solver(cost, assignment, work_f, work_i)
+    if not solved:
+        assignment[:] = _ASSIGN_FAILED
 
 
 # ---------------------------------------------------------------------------
@@ -635,6 +661,10 @@ def _match_by_tag_kernel(tag_k, loc_k, val_k, joint_order, detection_threshold, 
     max_grouped = min(capacity, max_num_people)
     distances = np.empty((k, max(max_grouped, 1)))
     cost_buffer = np.empty(k * max(k, max_grouped, 1))
+    lap_size = _lap_work_size(k, max(k, max_grouped, 1))
+    lap_work_f = np.empty(lap_size)
+    lap_work_i = np.empty(lap_size, np.int64)
+    assignment = np.empty(k, np.int64)
     squares = np.empty(depth)
     status = 0
     for i in range(num_joints):
@@ -685,7 +715,7 @@ def _match_by_tag_kernel(tag_k, loc_k, val_k, joint_order, detection_threshold, 
                     cost[a, g] = np.rint(distance) * 100 - value
                 else:
                     cost[a, g] = distance
-        assignment = lap_assign(cost)
+        _lap_assign_into(cost, assignment[:num_added], lap_work_f, lap_work_i)
         if assignment[0] == _ASSIGN_FAILED:
             status = 1
             break
