@@ -482,7 +482,10 @@ def _lap_native_solver(cost, assignment, work_f, work_i):
     list order wins, except that a free column replaces an equal one (so the
     last free column of equal cost is taken). Potentials are updated once per
     augmentation. Fills ``assignment``; False if no path was found. work_f /
-    work_i: scratch as for :func:`_lap_python_solver`.
+    work_i: scratch as for :func:`_lap_python_solver`. Not
+    :func:`streampose.assignment.linear_assignment` (scipy's variant, for the
+    tracker): that one has no warm start and orders ties otherwise, and the
+    official people depend on the order.
     """
     n, m = cost.shape
     u = work_f[:n]
