@@ -501,19 +501,16 @@ def _lap_native_solver(cost, assignment, work_f, work_i):
     row4col[:] = -1
     col4row[:] = -1
     path[:] = 0
+    # The C kernel skips +inf (forbidden) cells; every cost is finite here, so those tests are left out:
+    # each column's path length is then finite from the first row that scans it on.
     for i in range(n):
-        low = np.inf
-        found = False
-        for j in range(m):
-            x = cost[i, j]
-            if not np.isinf(x) and (not found or x < low):
-                low = x
-                found = True
-        if not found:
-            return False
+        low = cost[i, 0]
+        for j in range(1, m):
+            if cost[i, j] < low:
+                low = cost[i, j]
         u[i] = low
         for j in range(m):
-            if not np.isinf(cost[i, j]) and row4col[j] < 0 and cost[i, j] == low:
+            if row4col[j] < 0 and cost[i, j] == low:
                 row4col[j] = i
                 col4row[i] = j
                 break
@@ -534,14 +531,12 @@ def _lap_native_solver(cost, assignment, work_f, work_i):
             ui = u[i]
             for k in range(num_remaining):
                 j = remaining[k]
-                x = cost[i, j]
-                if not np.isinf(x):
-                    r = minval + x - ui - v[j]
-                    if r < shortest[j]:
-                        path[j] = i
-                        shortest[j] = r
+                r = minval + cost[i, j] - ui - v[j]
+                if r < shortest[j]:
+                    path[j] = i
+                    shortest[j] = r
                 sj = shortest[j]
-                if not np.isinf(sj) and (index < 0 or sj < lowest or (sj == lowest and row4col[j] < 0)):
+                if index < 0 or sj < lowest or (sj == lowest and row4col[j] < 0):
                     lowest = sj
                     index = k
             if index < 0:
