@@ -28,6 +28,9 @@ logger = logging.getLogger(__name__)
 #: frame, so later steps (the One-Euro filter) can drop their state.
 REMOVED_TRACK_IDS = "removed_track_ids"
 
+#: consecutive frames of people without track IDs after which one_euro_filter says it needs a tracker.
+_UNTRACKED_FRAMES_WARNING = 30
+
 
 @register_step("iou_tracker")
 class IoUTrackerStep(Step):
@@ -132,6 +135,7 @@ class OneEuroFilterStep(Step):
         self._filters: dict[int, "tracking.OneEuroFilter"] = {}
         self._source_fps: dict[int, float] = {}
         self._warned_untracked = False
+        self._untracked_frames = 0  # consecutive frames whose people all lack a track ID
 
     def start(self) -> None:
         _warm_up_filter(self.options)
@@ -151,7 +155,9 @@ class OneEuroFilterStep(Step):
             t_s = self._time_of(packet)
             poses = packet.poses
             if poses is not None and len(poses):
-                if not self._warned_untracked and (poses.track_ids < 0).all():
+                # A tracker confirms tracks after a few hits, so the first frames are untracked anyway.
+                self._untracked_frames = self._untracked_frames + 1 if (poses.track_ids < 0).all() else 0
+                if not self._warned_untracked and self._untracked_frames >= _UNTRACKED_FRAMES_WARNING:
                     logger.warning("one_euro_filter: poses have no track IDs; put iou_tracker before it")
                     self._warned_untracked = True
                 poses.keypoints = filt(poses.track_ids, poses.keypoints, poses.keypoint_scores, t_s)
