@@ -1,6 +1,7 @@
-"""COCO keypoint results files written as the run goes: a JSON array that ``COCO.loadRes`` reads.
+"""COCO keypoint results: rows from pose records, and files written as the run goes (a JSON array that
+``COCO.loadRes`` reads; format in :mod:`streampose.evaluation.coco_results`).
 
-Rows are those of :func:`streampose.evaluation.coco_results.keypoint_results`;
+Rows are those of :func:`keypoint_results`;
 each reaches the partial file as it is written (memory stays bounded) and the
 closing bracket is added when the file is published.
 """
@@ -9,10 +10,35 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 from ..errors import SinkError
-from ..records import FramePacket
+from ..records import FramePacket, Poses
 from .atomic import AtomicTextFile
+
+#: COCO category id of "person".
+PERSON_CATEGORY_ID = 1
+
+
+def keypoint_results(image_id: int, poses: Poses, scores: np.ndarray | None = None) -> list[dict[str, Any]]:
+    """COCO keypoint result records for the people of one image.
+
+    poses: N people in image pixels; scores: (N,) person scores to write,
+    default ``poses.scores``. Returns N dicts of plain Python numbers.
+    """
+    n = len(poses)
+    person_scores = poses.scores if scores is None else np.asarray(scores, dtype=np.float64)
+    if person_scores.shape != (n,):
+        raise ValueError(f"scores must have shape ({n},), got {person_scores.shape}")
+    flat = np.concatenate([poses.keypoints.astype(np.float64),
+                           poses.keypoint_scores.astype(np.float64)[:, :, None]], axis=2).reshape(n, 3 * poses.num_keypoints)
+    return [
+        {"image_id": int(image_id), "category_id": PERSON_CATEGORY_ID,
+         "keypoints": [float(v) for v in flat[i]], "score": float(person_scores[i])}
+        for i in range(n)
+    ]
 
 
 def coco_image_id(packet: FramePacket) -> int:
@@ -32,8 +58,6 @@ class CocoResultsFile(AtomicTextFile):
         self.write("[")
 
     def write_frame(self, packet: FramePacket) -> None:
-        from ..evaluation.coco_results import keypoint_results
-
         if packet.poses is None or not len(packet.poses):
             return
         for row in keypoint_results(coco_image_id(packet), packet.poses):
