@@ -18,6 +18,7 @@ from typing import Sequence
 from .config import PIPELINES_DIR, apply_overrides, available_pipelines, load_pipeline
 from .errors import ConfigError, UserError
 from .cli_args import OneLineErrorParser, positive_int
+from .io.urls import redact_text
 from .runtime import EXIT_SIGINT, EXIT_STAGE_FAILED, EXIT_USER_ERROR, StageFailed, run_pipeline
 
 log = logging.getLogger("streampose")
@@ -95,6 +96,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _RedactingFormatter(logging.Formatter):
+    """Every log line with the passwords of the URLs in it masked (a last line of defence)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact_text(super().format(record))
+
+
 class _StderrHandler(logging.StreamHandler):
     """Writes to whatever ``sys.stderr`` is at the time (tests swap it)."""
 
@@ -112,7 +120,7 @@ def configure_logging(verbose: bool, quiet: bool) -> None:
     root = logging.getLogger()
     root.handlers[:] = [h for h in root.handlers if not isinstance(h, _StderrHandler)]
     handler = _StderrHandler()
-    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s" if verbose
+    handler.setFormatter(_RedactingFormatter("%(levelname)s %(name)s: %(message)s" if verbose
                                            else "%(levelname)s: %(message)s"))
     root.addHandler(handler)
     root.setLevel(logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO)
@@ -184,19 +192,19 @@ def run_command(argv: Sequence[str]) -> int:
         result = run_pipeline(pipeline, args.source, sinks, inline=args.inline, max_frames=args.max_frames,
                               source_options=options, progress=False if args.no_progress else None)
     except UserError as e:
-        print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
+        print(redact_text(f"error: {' '.join(str(e).split())}"), file=sys.stderr)
         return EXIT_USER_ERROR
     except StageFailed as e:
-        print(f"error: stage {e.stage!r} failed:\n{e.details.rstrip()}", file=sys.stderr)
+        print(redact_text(f"error: stage {e.stage!r} failed:\n{e.details.rstrip()}"), file=sys.stderr)
         return EXIT_STAGE_FAILED
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_SIGINT
     if not args.quiet:
         for line in result.stats.summary_lines():
-            print(line, file=sys.stderr)
+            print(redact_text(line), file=sys.stderr)
     if result.reason in ("interrupted", "terminated"):
         print(f"{result.reason}: outputs finalized", file=sys.stderr)
     for error in result.source_errors:
-        print(f"error: {error}", file=sys.stderr)
+        print(redact_text(f"error: {error}"), file=sys.stderr)
     return result.exit_code

@@ -32,6 +32,7 @@ import numpy as np
 
 from ..errors import SourceError
 from ..records import StreamStart
+from .urls import redact_url
 
 log = logging.getLogger(__name__)
 
@@ -165,7 +166,7 @@ def open_source(spec: str, source_id: int, options: SourceOptions | None = None)
     scheme = _SCHEME.match(spec)
     if scheme:
         if scheme.group(1).lower() not in NETWORK_SCHEMES:
-            raise SourceError(f"unknown source form {spec!r} (scheme {scheme.group(1)!r}); {SOURCE_FORMS_HINT}")
+            raise SourceError(f"unknown source form {redact_url(spec)!r} (scheme {scheme.group(1)!r}); {SOURCE_FORMS_HINT}")
         from .stream_source import open_network_stream
         return open_network_stream(spec, source_id, options)
     if spec.startswith("lavfi:"):

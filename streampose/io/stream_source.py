@@ -40,6 +40,7 @@ import numpy as np
 from ..errors import SourceError
 from ..records import StreamStart
 from .sources import Source, SourceOptions
+from .urls import redact_text, redact_url
 from .video_source import _reason, decode_video, to_bgr, video_rate
 from .pyav import load_av
 
@@ -57,9 +58,11 @@ class StreamSource(Source):
     def __init__(self, spec: str, source_id: int, options: SourceOptions, url: str, av_format: str | None,
                  av_options: dict[str, str], reconnect: bool, kind: str = "stream",
                  hint: str = "check the address and that the server is up, or raise reconnect_attempts") -> None:
-        super().__init__(StreamStart(source_id=source_id, source_name=spec, width=0, height=0, fps=None,
+        # The real address (``url``) is only used to connect; everything shown or written names the source
+        # by ``self._name``, its password masked.
+        self._name = redact_url(spec)
+        super().__init__(StreamStart(source_id=source_id, source_name=self._name, width=0, height=0, fps=None,
                                      frame_count=None, live=True))
-        self._spec = spec
         self._options = options
         self._url = url
         self._format = av_format
@@ -76,7 +79,7 @@ class StreamSource(Source):
         stream = self._container.streams.video[0]
         frame_count = None if self.live else (stream.frames or None)
         audio = None if self.live or not self._container.streams.audio else url
-        self._start_event = StreamStart(source_id=source_id, source_name=spec, width=first.width,
+        self._start_event = StreamStart(source_id=source_id, source_name=self._name, width=first.width,
                                         height=first.height, fps=video_rate(stream), frame_count=frame_count,
                                         live=self.live, audio_path=audio)
         self._first: Any = first
@@ -89,10 +92,10 @@ class StreamSource(Source):
         container = av.open(self._url, mode="r", format=self._format, options=self._av_options, timeout=timeout)
         try:
             if not container.streams.video:
-                raise SourceError(f"{self._spec!r} carries no video stream; give an address that serves video")
+                raise SourceError(f"{self._name!r} carries no video stream; give an address that serves video")
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
-            decoded = decode_video(container, stream, self._stats, self._spec)
+            decoded = decode_video(container, stream, self._stats, self._name)
             first = next(decoded, None)
             if first is None:
                 raise av.error.EOFError(0, "the stream ended before its first frame")
@@ -112,7 +115,7 @@ class StreamSource(Source):
         for attempt in range(attempts):
             if attempt:
                 delay = options.backoff_s(attempt)
-                log.warning("%s: %s; retry %d/%d in %.1f s", self._spec, reason, attempt,
+                log.warning("%s: %s; retry %d/%d in %.1f s", self._name, reason, attempt,
                             options.reconnect_attempts, delay)
                 time.sleep(delay)
             tried = time.monotonic()
@@ -124,11 +127,11 @@ class StreamSource(Source):
                 continue
             if lost is not None:
                 self._stats["reconnects"] += 1
-                log.warning("%s: reconnected after %.1f s (reconnect #%d)", self._spec,
+                log.warning("%s: reconnected after %.1f s (reconnect #%d)", self._name,
                             time.monotonic() - started, self._stats["reconnects"])
             return first
         what = "unreachable" if lost is None else f"lost ({lost}) and not back"
-        raise SourceError(f"{self._kind} {self._spec!r} {what} after {attempts} attempt{'s' * (attempts > 1)} "
+        raise SourceError(f"{self._kind} {self._name!r} {what} after {attempts} attempt{'s' * (attempts > 1)} "
                           f"({reason}); {self._hint}")
 
     def _describe(self, error: Exception, opening: bool, waited_s: float = 0.0) -> str:
@@ -142,7 +145,7 @@ class StreamSource(Source):
                         f"read {options.read_timeout_s:g} s)")
         elif isinstance(error, av.error.ExitError):  # PyAV's read timeout interrupted FFmpeg
             return f"no data within {options.read_timeout_s:g} s"
-        return _reason(error)
+        return redact_text(_reason(error))
 
     def frames(self) -> Iterator[tuple[np.ndarray, float | None]]:
         av = load_av()
@@ -158,10 +161,10 @@ class StreamSource(Source):
                 frame = None
                 lost = self._describe(e, opening=False)
                 if not self._reconnect:
-                    raise SourceError(f"{self._spec!r} failed after frame {self._stats['frames_decoded']} "
+                    raise SourceError(f"{self._name!r} failed after frame {self._stats['frames_decoded']} "
                                       f"({lost}); check the source") from e
             if frame is None and self._reconnect:
-                log.warning("%s: connection lost (%s) after %d frames; reconnecting", self._spec, lost,
+                log.warning("%s: connection lost (%s) after %d frames; reconnecting", self._name, lost,
                             self._stats["frames_decoded"])
                 self._close_container()
                 frame = self._connect_with_retries(lost=lost)
@@ -172,7 +175,7 @@ class StreamSource(Source):
             try:
                 container.close()
             except Exception as e:  # a dead connection may fail its teardown; the container is gone anyway
-                log.debug("%s: error while closing the old connection: %s", self._spec, e)
+                log.debug("%s: error while closing the old connection: %s", self._name, e)
 
     def close(self) -> None:
         self._first = None

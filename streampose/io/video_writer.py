@@ -33,6 +33,7 @@ import numpy as np
 from ..errors import SinkError
 from .atomic import discard, partial_path, publish
 from .pyav import load_av
+from .urls import redact_url
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +121,7 @@ class VideoFileWriter:
         try:
             source = av.open(audio_path, mode="r")
         except av.error.FFmpegError as e:
-            raise SinkError(f"cannot read the audio of {audio_path!r} to copy it ({e.strerror}); "
+            raise SinkError(f"cannot read the audio of {redact_url(audio_path)!r} to copy it ({e.strerror}); "
                             "set copy_audio = false to write video only") from e
         if not source.streams.audio:
             source.close()
