@@ -62,6 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="sink chosen by extension: .mp4 .mkv .mov .avi .webm (annotated video, audio kept), "
                          ".jsonl (one object per frame), .csv (one row per person per frame), "
                          "a folder ending in / (annotated images); repeat for several")
+    io.add_argument("--overwrite", action="store_true",
+                    help="replace outputs that already exist (by default an existing output is an error); "
+                         "an output that is one of the inputs is always refused")
     io.add_argument("--show", action="store_true", help="show the annotated frames in a window (q/Esc quits)")
     io.add_argument("--max-frames", type=positive_int, metavar="N", help="stop after N frames of each source")
     pipe = parser.add_argument_group("pipeline")
@@ -184,7 +187,8 @@ def run_command(argv: Sequence[str]) -> int:
         options = source_options(args)
         from .io.outputs import sink_specs
 
-        sinks = sink_specs(args.output, args.show, num_sources=len(args.source))
+        sinks = sink_specs(args.output, args.show, num_sources=len(args.source), sources=args.source,
+                           overwrite=args.overwrite)
         if not sinks:
             log.info("no --output and no --show: frames are processed, nothing is written")
         log.debug("pipeline %r (%s), %d source(s), %s", pipeline.name, pipeline.description or "no description",
