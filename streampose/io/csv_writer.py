@@ -19,7 +19,11 @@ class CsvFileWriter(AtomicTextFile):
         super().__init__(path, "CSV file")
         self._buffer = io.StringIO()
         self._rows = csv.writer(self._buffer, lineterminator="\n")
-        self._emit([list(CSV_COLUMNS)])
+        try:
+            self._emit([list(CSV_COLUMNS)])
+        except BaseException:
+            self.abort()  # nobody holds this writer yet: its partial file must go now
+            raise
 
     def _emit(self, rows: list[list]) -> None:
         self._rows.writerows(rows)
