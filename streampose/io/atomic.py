@@ -36,7 +36,7 @@ def publish(partial: Path, final: Path, what: str = "output") -> None:
 def output_error(what: str, path: Path, error: OSError, doing: str = "could not be written") -> "SinkError":
     """The one-line error of a failed write: the file, what failed, the cause (ENOSPC, EPERM, ...)."""
     cause = error.strerror or str(error) or type(error).__name__
-    return SinkError(f"{what} {str(path)!r} {doing} ({cause}); nothing was left under its name: "
+    return SinkError(f"{what} {str(path)!r} {doing} ({cause}); its partial file was deleted; "
                      "free some space, or check the file and folder permissions, or write elsewhere")
 
 
