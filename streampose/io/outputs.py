@@ -61,6 +61,33 @@ def check_output_path(output: str, kind: str) -> None:
     check_writable_dir(path.parent if str(path.parent) else Path("."), f"output {output!r}")
 
 
+def partial_files(spec: dict[str, Any]) -> list[Path]:
+    """The partial files a sink step spec may leave if its process dies (none for other steps).
+
+    The process that owns a sink deletes its partial files itself when a run
+    fails; when that process is killed, the parent calls this to find and
+    delete them (only the hidden ``.name.partial.ext`` names of
+    :mod:`streampose.io.atomic`, never a published file).
+    """
+    from .atomic import partial_path
+
+    kind, path = spec.get("type"), spec.get("path")
+    if not isinstance(path, str):
+        return []
+    path_ = Path(path).expanduser()
+    sources = int(spec.get("sources", 1))
+    if kind in ("jsonl_writer", "csv_writer"):
+        return [partial_path(path_)]
+    if kind == "video_writer":
+        # a sink told of one source still names an unannounced extra one ``.srcN`` (see sinks.py)
+        names = {path_} | {per_source_path(path_, i, True) for i in range(max(sources, 1) + 1)}
+        return sorted(partial_path(p) for p in names)
+    if kind == "image_writer":
+        folders = [path_] + [path_ / f"src{i}" for i in range(max(sources, 1) + 1)]
+        return sorted(p for folder in folders if folder.is_dir() for p in folder.glob(".*.partial.*"))
+    return []
+
+
 def display_problem() -> str | None:
     """Why no window can be shown here (None when one can)."""
     import sys

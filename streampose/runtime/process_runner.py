@@ -103,6 +103,9 @@ def run_processes(pipeline: PipelineConfig, stage_specs: list[list[dict]], start
     finally:
         if failure is not None or any(c.process.exitcode is None for c in children if c.process.pid):
             _abort(children, control, stats, result, progress, failed=failure is not None)
+        if failure is not None or any((c.process.exitcode or 0) < 0 for c in children if c.process.pid):
+            # A sink's process that was killed could not delete its unfinished files: do it here.
+            _remove_partial_files(stage_specs[-1])
         for ring in rings:
             ring.unlink()
             ring.close()
@@ -173,6 +176,17 @@ def _supervise(children: list[_Child], control: Control, rings: list[FrameRing],
         if all(c.exit_seen for c in children):
             _read_messages(children, control, stats, result, progress)
             return None
+
+
+def _remove_partial_files(specs: list[dict]) -> None:
+    from ..io.atomic import discard
+    from ..io.outputs import partial_files
+
+    for spec in specs:
+        for path in partial_files(spec):
+            if path.exists():
+                log.debug("removing the unfinished %s", path)
+                discard(path)
 
 
 def _death(child: _Child, code: int) -> str:
