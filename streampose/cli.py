@@ -91,6 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help=f"reconnection attempts before a live source gives up "
                           f"(default {defaults.reconnect_attempts})")
     net.add_argument("--rtsp-transport", choices=("tcp", "udp"), help="RTSP transport (default tcp)")
+    io.add_argument("--max-pixels", type=positive_int, metavar="N",
+                    help="most pixels per frame (width x height) a source may claim; larger images, videos or "
+                         f"streams are refused before decoding (default {defaults.max_pixels})")
     net.add_argument("--webcam-size", metavar="WxH", help="frame size asked from a webcam, e.g. 1280x720")
     out = parser.add_argument_group("messages")
     out.add_argument("-v", "--verbose", action="store_true", help="debug messages")
@@ -139,7 +142,8 @@ def source_options(args: argparse.Namespace):
              "read_timeout_s": ("--read-timeout", args.read_timeout),
              "reconnect_attempts": ("--reconnect-attempts", args.reconnect_attempts),
              "rtsp_transport": ("--rtsp-transport", args.rtsp_transport),
-             "webcam_size": ("--webcam-size", args.webcam_size)}
+             "webcam_size": ("--webcam-size", args.webcam_size),
+             "max_pixels": ("--max-pixels", args.max_pixels)}
     kwargs = {field: value for field, (_, value) in given.items() if value is not None}
     try:
         return SourceOptions(**kwargs)

@@ -39,7 +39,7 @@ import numpy as np
 
 from ..errors import SourceError
 from ..records import StreamStart
-from .sources import Source, SourceOptions
+from .sources import Source, SourceOptions, check_frame_size
 from .urls import redact_text, redact_url
 from .video_source import _reason, decode_video, to_bgr, video_rate
 from .pyav import load_av
@@ -94,6 +94,8 @@ class StreamSource(Source):
             if not container.streams.video:
                 raise SourceError(f"{self._name!r} carries no video stream; give an address that serves video")
             stream = container.streams.video[0]
+            codec = stream.codec_context
+            check_frame_size(self._name, codec.width or 0, codec.height or 0, self._options.max_pixels, self._kind)
             stream.thread_type = "AUTO"
             decoded = decode_video(container, stream, self._stats, self._name)
             first = next(decoded, None)
@@ -195,7 +197,7 @@ def open_lavfi(spec: str, source_id: int, options: SourceOptions) -> StreamSourc
     graph = spec[len("lavfi:"):]
     if not graph:
         raise SourceError(f"empty lavfi graph in {spec!r}; e.g. lavfi:testsrc2=size=640x480:rate=30,realtime")
-    return StreamSource(spec, source_id, SourceOptions(reconnect_attempts=0), url=graph, av_format="lavfi",
+    return StreamSource(spec, source_id, SourceOptions(reconnect_attempts=0, max_pixels=options.max_pixels), url=graph, av_format="lavfi",
                         av_options={}, reconnect=False, kind="lavfi graph",
                         hint="check the graph with: ffmpeg -f lavfi -i '<graph>'")
 
