@@ -9,6 +9,12 @@ Recognition looks only at the file's structure: YOLOv5 files are pickles of
 whole yolov5 models (their pickle names ``models.yolo``; the bytes are scanned,
 not unpickled); everything else is read with ``torch.load(weights_only=True)``
 and recognised by its keys.
+
+Sniffing is bounded: only the first ``_LEGACY_SCAN_BYTES`` of a pickle are
+scanned for the yolov5 marker (never a whole ``data.pkl`` entry, which a
+hostile zip can inflate to gigabytes), and a zip whose directory fails
+:func:`streampose.models.checkpoint.check_zip_directory` is not read at all
+(it is "unknown" here; the step that loads it reports why).
 """
 
 from __future__ import annotations
@@ -53,12 +59,30 @@ def weights_kind(path: str | Path) -> str | None:
     return None
 
 
+def _zip_is_sane(path: Path) -> bool:
+    from .errors import CheckpointError
+    from .models.checkpoint import check_zip_directory
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            check_zip_directory(archive, str(path))
+    except (CheckpointError, OSError, zipfile.BadZipFile):
+        return False
+    return True
+
+
 def _is_yolov5_pickle(path: Path) -> bool:
     try:
         if zipfile.is_zipfile(path):
+            if not _zip_is_sane(path):
+                return False
             with zipfile.ZipFile(path) as archive:
                 pickles = [n for n in archive.namelist() if n.endswith("data.pkl")]
-                return any(_YOLOV5_MARKER in archive.read(n) for n in pickles)
+                for name in pickles:
+                    with archive.open(name) as entry:  # a bounded prefix: the marker is near the start
+                        if _YOLOV5_MARKER in entry.read(_LEGACY_SCAN_BYTES):
+                            return True
+                return False
         with open(path, "rb") as f:
             return _YOLOV5_MARKER in f.read(_LEGACY_SCAN_BYTES)
     except (OSError, zipfile.BadZipFile):
@@ -66,10 +90,13 @@ def _is_yolov5_pickle(path: Path) -> bool:
 
 
 def _state_dict_keys(path: Path) -> list[str]:
-    import torch
+    from .models.checkpoint import quiet_torch_load
 
+    is_zip = zipfile.is_zipfile(path)
+    if is_zip and not _zip_is_sane(path):
+        return []
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
+        obj = quiet_torch_load(path, map_location="cpu", weights_only=True, mmap=is_zip)
     except Exception:  # noqa: BLE001 - any unreadable file is "unknown"; its step reports why
         return []
     for wrapper in ("state_dict", "model"):
