@@ -7,7 +7,7 @@ Run by tests/test_hardening_checkpoints.py in a subprocess:
 The cap is ``resource.setrlimit(RLIMIT_AS)`` at the interpreter's virtual size
 after importing torch and the loaders, plus CAP_MB. Each line: file, loader
 (``yolov5``: the restricted yolov5 reader; ``state_dict``: the torch
-weights-only reader; ``sniff``: the CLI's weights_kind), outcome (``ok`` /
+weights-only reader; ``sniff``: the CLI's recogniser, as a family name), outcome (``ok`` /
 ``refused`` / ``crash``), the message, and the growth of peak RSS in MB.
 """
 
@@ -36,11 +36,11 @@ def main() -> int:
     from streampose.errors import CheckpointError
     from streampose.models.checkpoint import load_state_dict_file
     from streampose.models.yolov5.checkpoint import load_yolov5_checkpoint
-    from streampose.weights_kind import weights_kind
+    from streampose.models.recognise import recognise
 
     loaders = {"yolov5": load_yolov5_checkpoint,
                "state_dict": lambda path: load_state_dict_file(path, "weights"),
-               "sniff": weights_kind}
+               "sniff": lambda path: getattr(recognise(path), "family", None)}
     baseline = status_kb("VmSize") * 1024
     _, hard = resource.getrlimit(resource.RLIMIT_AS)
     resource.setrlimit(resource.RLIMIT_AS, (baseline + (cap_mb << 20), hard))
