@@ -70,7 +70,7 @@ def run_processes(pipeline: PipelineConfig, stage_specs: list[list[dict]], start
     n_slots = default_ring_slots(pipeline)
     rings: list[FrameRing] = []
     children: list[_Child] = []
-    stats = RunStats()
+    stats = RunStats(started=t_start)
     result = RunResult(stats)
     failure: BaseException | None = None
     try:
@@ -110,7 +110,7 @@ def run_processes(pipeline: PipelineConfig, stage_specs: list[list[dict]], start
             ring.unlink()
             ring.close()
         if progress is not None:
-            progress.close()
+            progress.close(final_fps=stats.fps)  # its last line agrees with the summary
         order = {c.name: i for i, c in enumerate(sorted(children, key=lambda c: not c.name.startswith("capture")))}
         stats.stages.sort(key=lambda s: order.get(s.name, len(order)))
         stats.wall_s = time.monotonic() - t_start
@@ -254,6 +254,8 @@ def _merge_stats(stats: RunStats, payload: dict) -> None:
         stats.frames_done.update(payload["frames_done"])
         stats.first_capture = payload["first_capture"]
         stats.last_done = payload["last_done"]
+        stats.warm_done = payload.get("warm_done")
+        stats.warm_frames = payload.get("warm_frames", 0)
 
 
 def _abort(children: list[_Child], control: Control, stats: RunStats, result: RunResult,

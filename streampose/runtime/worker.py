@@ -307,7 +307,8 @@ def run_stage(cfg: StageConfig, control: Control, should_abort, send) -> None:
         if cfg.outq is None:  # the last stage knows what came out, and when
             payload.update(
                 latency=runner.latency, first_capture=runner.first_capture, last_done=runner.last_done,
-                frames_done=runner.frames_done_by_name())
+                frames_done=runner.frames_done_by_name(), warm_done=runner.warm_done,
+                warm_frames=runner.warm_frames)
         send(("stats", cfg.name, payload))
         if cfg.outq is None:
             send(("progress", cfg.name, sum(runner.frames_done.values())))
