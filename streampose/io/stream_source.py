@@ -1,9 +1,17 @@
 """Live sources through PyAV: network streams (RTSP, HTTP), webcams and FFmpeg's lavfi device.
 
-Network streams are opened with FFmpeg's open and read timeouts
-(``SourceOptions.open_timeout_s`` / ``read_timeout_s``; PyAV's ``timeout``
-pair): without a read timeout a hung server blocks a read forever; with it,
-PyAV raises ``av.error.ExitError`` once no data came for that long. RTSP goes
+Network streams are opened with FFmpeg's open timeout
+(``SourceOptions.open_timeout_s``), and a hung stream is detected by our own
+clock: the time since the last decoded frame. PyAV's read timeout alone
+cannot do it: on the first interruption FFmpeg returns a packet and PyAV's
+timer restarts, so a hung server was noticed only after twice the timeout,
+and a shorter hang never. Instead PyAV's read timeout is a short tick
+(:func:`read_tick_s`, at most 0.15 s): every tick without data returns
+control to us (``av.error.ExitError``), we compare the time since the last
+frame with ``read_timeout_s``, and either go on reading the same connection
+(a new demux pass; the stream continues intact) or declare it hung. A hang
+is thus detected within ``read_timeout_s`` + two ticks (+ FFmpeg's 0.1 s
+polling). RTSP goes
 over TCP by default and is probed for ``analyzeduration_s`` only (100 ms cuts
 the time to the first frame from ~1.2 s to ~0.3 s here).
 
@@ -47,6 +55,11 @@ from .pyav import load_av
 log = logging.getLogger(__name__)
 
 
+def read_tick_s(read_timeout_s: float) -> float:
+    """PyAV's read timeout: how often a silent connection hands control back (see the module docstring)."""
+    return min(0.15, read_timeout_s / 4)
+
+
 class StreamSource(Source):
     """A source read through ``av.open(url, format=..., options=...)`` that may reconnect.
 
@@ -70,6 +83,8 @@ class StreamSource(Source):
         self._kind = kind
         self._hint = hint
         self._container: Any = None
+        self._stream: Any = None
+        self._ticking = False
         self._decoded: Iterator[Any] | None = None
         self._t0 = time.monotonic()
         first = self._connect_with_retries(lost=None)
@@ -88,7 +103,8 @@ class StreamSource(Source):
         """Open the container and decode its first frame; FFmpeg errors propagate."""
         av = load_av()
         # lavfi graphs do no I/O; ``realtime`` pacing must not count as a stalled read
-        timeout = None if self._format == "lavfi" else (self._options.open_timeout_s, self._options.read_timeout_s)
+        self._ticking = self._format != "lavfi"
+        timeout = (self._options.open_timeout_s, read_tick_s(self._options.read_timeout_s)) if self._ticking else None
         container = av.open(self._url, mode="r", format=self._format, options=self._av_options, timeout=timeout)
         try:
             if not container.streams.video:
@@ -97,15 +113,32 @@ class StreamSource(Source):
             codec = stream.codec_context
             check_frame_size(self._name, codec.width or 0, codec.height or 0, self._options.max_pixels, self._kind)
             stream.thread_type = "AUTO"
-            decoded = decode_video(container, stream, self._stats, self._name)
-            first = next(decoded, None)
+            self._container, self._stream = container, stream
+            self._decoded = decode_video(container, stream, self._stats, self._name)
+            first = self._next_frame(time.monotonic())
             if first is None:
                 raise av.error.EOFError(0, "the stream ended before its first frame")
         except BaseException:
+            self._container = self._stream = self._decoded = None
             container.close()
             raise
-        self._container, self._decoded = container, decoded
         return first
+
+    def _next_frame(self, waiting_since: float) -> Any:
+        """The next decoded frame (None when the stream ended).
+
+        Raises ``av.error.ExitError`` once no frame came for ``read_timeout_s``
+        since ``waiting_since``; shorter silences (PyAV's tick) are read through.
+        """
+        av = load_av()
+        while True:
+            try:
+                return next(self._decoded, None)
+            except av.error.ExitError:
+                if not self._ticking or time.monotonic() - waiting_since >= self._options.read_timeout_s:
+                    raise
+                # A tick without data: the connection is intact, read on with a new demux pass.
+                self._decoded = decode_video(self._container, self._stream, self._stats, self._name)
 
     def _connect_with_retries(self, lost: str | None) -> Any:
         """Connect (``lost`` None) or reconnect after ``lost``; the first frame, or SourceError."""
@@ -157,7 +190,7 @@ class StreamSource(Source):
             pts_s = time.monotonic() - self._t0 if self.live else frame.time
             yield to_bgr(frame), pts_s
             try:
-                frame = next(self._decoded, None)
+                frame = self._next_frame(time.monotonic())  # the silence counts from here
                 lost = "the stream ended" if frame is None else None
             except av.error.FFmpegError as e:
                 frame = None
@@ -172,7 +205,7 @@ class StreamSource(Source):
                 frame = self._connect_with_retries(lost=lost)
 
     def _close_container(self) -> None:
-        container, self._container, self._decoded = self._container, None, None
+        container, self._container, self._decoded, self._stream = self._container, None, None, None
         if container is not None:
             try:
                 container.close()
