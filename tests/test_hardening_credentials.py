@@ -7,7 +7,6 @@ grep for everywhere the run prints or writes.
 
 from __future__ import annotations
 
-import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -58,24 +57,13 @@ def _assert_no_secret(where: str, text: str) -> None:
 
 
 @pytest.fixture
-def server():
-    from test_rtsp import _PROBLEM, RtspServer
-
-    if _PROBLEM is not None:
-        pytest.skip(f"GStreamer RTSP server not available: {_PROBLEM}")
-    server = RtspServer()
-    server.start()
-    yield server
-    server.kill()
+def server(rtsp_server):
+    return rtsp_server
 
 
 @pytest.fixture(autouse=True)
-def _restore_root_logger():
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
+def _restore_root_logger(restore_root_logger):
     yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 @pytest.mark.rtsp

@@ -39,15 +39,8 @@ class TimedLog(logging.Handler):
 
 
 @pytest.fixture
-def server():
-    from test_rtsp import _PROBLEM, RtspServer
-
-    if _PROBLEM is not None:
-        pytest.skip(f"GStreamer RTSP server not available: {_PROBLEM}")
-    server = RtspServer()
-    server.start()
-    yield server
-    server.kill()
+def server(rtsp_server):
+    return rtsp_server
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ claimed size, no traceback, no new file.
 
 from __future__ import annotations
 
-import logging
 import struct
 import zlib
 from pathlib import Path
@@ -51,12 +50,8 @@ HOSTILE = [("huge.png", png_header, 100000, 100000), ("huge.jpg", jpeg_header, 6
 
 
 @pytest.fixture(autouse=True)
-def _restore_root_logger():
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
+def _restore_root_logger(restore_root_logger):
     yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 def refused(tmp_path: Path, args: list, capsys) -> str:

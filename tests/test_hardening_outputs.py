@@ -7,7 +7,6 @@ unchanged and no new file anywhere in the folder.
 from __future__ import annotations
 
 import hashlib
-import logging
 import os
 from pathlib import Path
 
@@ -20,12 +19,8 @@ from streampose.cli import main
 
 
 @pytest.fixture(autouse=True)
-def _restore_root_logger():
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
+def _restore_root_logger(restore_root_logger):
     yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 def snapshot(folder: Path) -> dict[str, str]:

@@ -97,7 +97,9 @@ class VideoFileWriter:
             try:
                 self._container.start_encoding()
             except av.error.FFmpegError as e:
-                codec = self._audio_out.codec_context.name if self._audio_in else "?"
+                if self._audio_in is None or isinstance(e, OSError):  # e.g. ENOSPC writing the header
+                    raise output_error("video", path, e) from e
+                codec = self._audio_out.codec_context.name
                 raise SinkError(f"video {str(path)!r}: a {path.suffix} file cannot hold the source's {codec} audio "
                                 f"({e.strerror}); write .mkv (holds any codec) or set copy_audio = false") from e
         except BaseException:
