@@ -129,3 +129,22 @@ def test_process_runtime_logs_and_files_are_masked(server, tmp_path):
     _assert_no_secret("stdout", result.stdout)
     _assert_no_secret("jsonl", jsonl.read_text())
     assert "alice:***@" in jsonl.read_text()
+
+
+def test_window_title_is_masked(monkeypatch):
+    """The display's window name (its title) as passed to OpenCV, with a display faked for the check."""
+    import cv2
+    import numpy as np
+
+    from streampose.io.display import Display
+
+    titles: list[str] = []
+    monkeypatch.setenv("DISPLAY", ":99")
+    monkeypatch.setattr(cv2, "namedWindow", lambda name, flags=0: titles.append(name))
+    monkeypatch.setattr(cv2, "imshow", lambda name, image: titles.append(name))
+    monkeypatch.setattr(cv2, "waitKey", lambda delay=0: -1)
+    monkeypatch.setattr(cv2, "destroyAllWindows", lambda: None)
+    display = Display("streampose")
+    display.show(0, f"rtsp://alice:{SECRET}@cam/live", np.zeros((4, 4, 3), np.uint8))
+    display.close()
+    assert titles and all(SECRET not in t and "rtsp://alice:***@cam/live" in t for t in titles)
