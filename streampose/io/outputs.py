@@ -191,9 +191,9 @@ def sink_specs(outputs: list[str], show: bool, num_sources: int = 1, *, sources:
     for output in outputs:
         kind = output_kind(output)
         check_not_an_input(output, kind, inputs, num_sources)
-        check_output_path(output, kind)
         if not overwrite:
             check_not_existing(output, kind, num_sources)
+        check_output_path(output, kind)  # last: it probes the folder with a temporary file
         resolved = Path(output).expanduser().resolve()
         if resolved in seen:
             raise SinkError(f"output {output!r} given twice; give each output once")
