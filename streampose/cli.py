@@ -18,6 +18,7 @@ from typing import Sequence
 from .config import PIPELINES_DIR, apply_overrides, available_pipelines, load_pipeline
 from .errors import ConfigError, UserError
 from .cli_args import OneLineErrorParser, fraction, name_list, positive_int
+from .io.urls import redact_text
 from .runtime import EXIT_SIGINT, EXIT_STAGE_FAILED, EXIT_USER_ERROR, StageFailed, run_pipeline
 
 log = logging.getLogger("streampose")
@@ -67,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "a folder ending in / (annotated images); repeat for several")
     io.add_argument("--copy-audio", action=argparse.BooleanOptionalAction, default=None,
                     help="copy the source's audio into video outputs (default: on)")
+    io.add_argument("--overwrite", action="store_true",
+                    help="replace outputs that already exist (by default an existing output is an error); "
+                         "an output that is one of the inputs is always refused")
     io.add_argument("--show", action="store_true", help="show the annotated frames in a window (q/Esc quits)")
     io.add_argument("--max-frames", type=positive_int, metavar="N", help="stop after N frames of each source")
     pipe = parser.add_argument_group("pipeline")
@@ -103,12 +107,22 @@ def build_parser() -> argparse.ArgumentParser:
                      help=f"reconnection attempts before a live source gives up "
                           f"(default {defaults.reconnect_attempts})")
     net.add_argument("--rtsp-transport", choices=("tcp", "udp"), help="RTSP transport (default tcp)")
+    io.add_argument("--max-pixels", type=positive_int, metavar="N",
+                    help="most pixels per frame (width x height) a source may claim; larger images, videos or "
+                         f"streams are refused before decoding (default {defaults.max_pixels})")
     net.add_argument("--webcam-size", metavar="WxH", help="frame size asked from a webcam, e.g. 1280x720")
     out = parser.add_argument_group("messages")
     out.add_argument("-v", "--verbose", action="store_true", help="debug messages")
     out.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only, no summary")
     out.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
+
+
+class _RedactingFormatter(logging.Formatter):
+    """Every log line with the passwords of the URLs in it masked (a last line of defence)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact_text(super().format(record))
 
 
 class _StderrHandler(logging.StreamHandler):
@@ -128,7 +142,7 @@ def configure_logging(verbose: bool, quiet: bool) -> None:
     root = logging.getLogger()
     root.handlers[:] = [h for h in root.handlers if not isinstance(h, _StderrHandler)]
     handler = _StderrHandler()
-    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s" if verbose
+    handler.setFormatter(_RedactingFormatter("%(levelname)s %(name)s: %(message)s" if verbose
                                            else "%(levelname)s: %(message)s"))
     root.addHandler(handler)
     root.setLevel(logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO)
@@ -144,7 +158,8 @@ def source_options(args: argparse.Namespace):
              "read_timeout_s": ("--read-timeout", args.read_timeout),
              "reconnect_attempts": ("--reconnect-attempts", args.reconnect_attempts),
              "rtsp_transport": ("--rtsp-transport", args.rtsp_transport),
-             "webcam_size": ("--webcam-size", args.webcam_size)}
+             "webcam_size": ("--webcam-size", args.webcam_size),
+             "max_pixels": ("--max-pixels", args.max_pixels)}
     kwargs = {field: value for field, (_, value) in given.items() if value is not None}
     try:
         return SourceOptions(**kwargs)
@@ -197,7 +212,8 @@ def run_command(argv: Sequence[str]) -> int:
         options = source_options(args)
         from .io.outputs import sink_specs
 
-        sinks = sink_specs(args.output, args.show, num_sources=len(args.source))
+        sinks = sink_specs(args.output, args.show, num_sources=len(args.source), sources=args.source,
+                           overwrite=args.overwrite)
         if args.copy_audio is not None:
             for spec in sinks:
                 if spec["type"] == "video_writer":
@@ -209,19 +225,19 @@ def run_command(argv: Sequence[str]) -> int:
         result = run_pipeline(pipeline, args.source, sinks, inline=args.inline, max_frames=args.max_frames,
                               source_options=options, progress=False if args.no_progress else None)
     except UserError as e:
-        print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
+        print(redact_text(f"error: {' '.join(str(e).split())}"), file=sys.stderr)
         return EXIT_USER_ERROR
     except StageFailed as e:
-        print(f"error: stage {e.stage!r} failed:\n{e.details.rstrip()}", file=sys.stderr)
+        print(redact_text(f"error: stage {e.stage!r} failed:\n{e.details.rstrip()}"), file=sys.stderr)
         return EXIT_STAGE_FAILED
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_SIGINT
     if not args.quiet:
         for line in result.stats.summary_lines():
-            print(line, file=sys.stderr)
+            print(redact_text(line), file=sys.stderr)
     if result.reason in ("interrupted", "terminated"):
         print(f"{result.reason}: outputs finalized", file=sys.stderr)
     for error in result.source_errors:
-        print(f"error: {error}", file=sys.stderr)
+        print(redact_text(f"error: {error}"), file=sys.stderr)
     return result.exit_code
