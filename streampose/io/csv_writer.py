@@ -23,15 +23,7 @@ class CsvFileWriter(AtomicTextFile):
         super().__init__(path, "CSV file")
         self._buffer = io.StringIO()
         self._rows = csv.writer(self._buffer, lineterminator="\n")
-<<<<<<< HEAD
         self._num_keypoints: int | None = None
-=======
-        try:
-            self._emit([list(CSV_COLUMNS)])
-        except BaseException:
-            self.abort()  # nobody holds this writer yet: its partial file must go now
-            raise
->>>>>>> issue14
 
     def _emit(self, rows: list[list]) -> None:
         self._rows.writerows(rows)

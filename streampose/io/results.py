@@ -33,13 +33,9 @@ from typing import Any
 
 import numpy as np
 
-<<<<<<< HEAD
 from ..keypoint_sets import COCO_17, KeypointSet, keypoint_set_for
 from ..records import Detections, FramePacket, Poses
-=======
 from .urls import redact_url
-from ..records import COCO_KEYPOINT_NAMES, NUM_KEYPOINTS, Detections, FramePacket, Poses
->>>>>>> issue14
 
 PIXEL_DECIMALS = 3
 SCORE_DECIMALS = 5
