@@ -187,7 +187,7 @@ def test_pipelines_use_the_bottomup_step(name, tmp_path):
     pose = config.stages[0].steps[0]
     assert pose["type"] == "higherhrnet_pose" and pose["weights"].startswith("weights/pose_higher_hrnet_")
     assert name.split("_", 2)[2] in pose["weights"]
-    assert [s["type"] for s in config.stages[-1].steps] == ["iou_tracker", "draw"]
+    assert [s["type"] for s in config.stages[-1].steps] == ["iou_tracker", "one_euro_filter", "draw"]
     other = tmp_path / "other.pth"
     other.write_bytes(b"not recognised: the step's loader reports it")
     overridden = apply_overrides(config, pose_model=str(other), device="cpu")

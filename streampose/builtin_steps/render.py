@@ -22,6 +22,7 @@ import numpy as np
 from ..keypoint_sets import COCO_17, KeypointSet
 from ..records import Detections, EndOfStream, Frame, Poses, StreamStart
 from ..step import Step, register_step
+from ..io.urls import redact_url
 
 # BGR colours for untracked people: left side, right side, centre (face, torso links).
 LEFT_BGR = (255, 128, 0)
@@ -126,7 +127,7 @@ class DrawStep(Step):
             self._draw_poses(image, packet.poses)
         if o.draw_info:
             fps = self.fps(packet.source_id, time.monotonic())
-            text = f"{packet.source_name}  #{packet.index}" + (f"  {fps:.1f} fps" if fps else "")
+            text = f"{redact_url(packet.source_name)}  #{packet.index}" + (f"  {fps:.1f} fps" if fps else "")
             self._label(image, text, (4, 4), (255, 255, 255), anchor_top=True)
 
     def _scale(self, image: np.ndarray) -> float:

@@ -28,6 +28,9 @@ logger = logging.getLogger(__name__)
 #: ``packet.extras`` key: tuple of the track IDs the tracker removed at this
 #: frame, so later steps (the One-Euro filter) can drop their state.
 REMOVED_TRACK_IDS = "removed_track_ids"
+#: ``packet.extras`` key set by the tracker on every packet it labelled, so a
+#: later step can tell "no tracker ran" from "the tracker ran, nobody confirmed yet".
+TRACKED_BY = "tracked_by"
 
 
 @register_step("iou_tracker")
@@ -78,6 +81,7 @@ class IoUTrackerStep(Step):
             else:
                 ids = tracker.update(records.xyxy, class_ids=records.class_ids)
             records.track_ids = ids
+            packet.extras[TRACKED_BY] = self.type_name or "iou_tracker"
             if tracker.removed_ids:
                 packet.extras[REMOVED_TRACK_IDS] = tracker.removed_ids
         return frames
@@ -152,8 +156,11 @@ class OneEuroFilterStep(Step):
             t_s = self._time_of(packet)
             poses = packet.poses
             if poses is not None and len(poses):
-                if not self._warned_untracked and (poses.track_ids < 0).all():
-                    logger.warning("one_euro_filter: poses have no track IDs; put iou_tracker before it")
+                # Unconfirmed tracks (-1) are normal under a tracker's min_hits: only warn when none ran.
+                if (not self._warned_untracked and TRACKED_BY not in packet.extras
+                        and (poses.track_ids < 0).all()):
+                    logger.warning("one_euro_filter: poses have no track IDs (no tracker ran on them); "
+                                   "put iou_tracker before it")
                     self._warned_untracked = True
                 poses.keypoints = filt(poses.track_ids, poses.keypoints, poses.keypoint_scores, t_s)
             filt.drop_stale(t_s, self.options.max_gap_s)

@@ -35,6 +35,7 @@ import numpy as np
 
 from ..keypoint_sets import COCO_17, KeypointSet, keypoint_set_for
 from ..records import Detections, FramePacket, Poses
+from .urls import redact_url
 
 PIXEL_DECIMALS = 3
 SCORE_DECIMALS = 5
@@ -90,7 +91,7 @@ def _time(pts_s: float | None) -> float | None:
 def frame_to_json(packet: FramePacket) -> dict[str, Any]:
     """The JSON-lines object of one frame (see the module docstring)."""
     record: dict[str, Any] = {
-        "source": {"id": packet.source_id, "name": packet.source_name},
+        "source": {"id": packet.source_id, "name": redact_url(packet.source_name)},
         "frame": packet.index,
         "pts": _time(packet.pts_s),
         "width": int(packet.shape[1]),
@@ -170,7 +171,7 @@ def pose_rows(packet: FramePacket) -> list[list]:
     ).reshape(len(poses), -1)
     boxes = np.round(poses.xyxy.astype(np.float64), PIXEL_DECIMALS)
     scores = np.round(poses.scores.astype(np.float64), SCORE_DECIMALS)
-    head = [packet.source_id, packet.source_name, packet.index, _blank(_time(packet.pts_s))]
+    head = [packet.source_id, redact_url(packet.source_name), packet.index, _blank(_time(packet.pts_s))]
     return [head + [int(poses.track_ids[i]), _blank(scores[i]), *map(_blank, boxes[i]), *map(_blank, per_keypoint[i])]
             for i in range(len(poses))]
 

@@ -219,7 +219,13 @@ def build(name: str, *, weights: str | Path | None = None, device: str = "cpu", 
     weights when the file is missing.
     """
     entry = get(name)
-    return _builder(entry)(entry, weights if weights is not None else entry.weights, device=device, **options)
+    path = resolve_path(weights if weights is not None else entry.weights)
+    if not path.is_file():
+        given = weights if weights is not None else entry.weights
+        how = "" if weights is not None else f"{entry.how_to_get()}; "
+        raise UserError(f"{entry.family_info.title} weights {str(given)!r} of {name!r} not found; "
+                        f"{how}{entry.family_info.weights_help}")
+    return _builder(entry)(entry, path, device=device, **options)
 
 
 def build_random(name: str, *, device: str = "cpu") -> Any:
