@@ -63,3 +63,13 @@ def test_a_set_is_checked(kwargs, match):
             "oks_sigmas": (0.1, 0.1, 0.1)}
     with pytest.raises(ValueError, match=match):
         KeypointSet(**(base | kwargs))
+
+
+@pytest.mark.parametrize("keypoints", [COCO_17, CROWDPOSE_14])
+def test_tracker_uses_the_sigmas_of_the_poses_keypoint_set(keypoints):
+    from streampose.tracking import IoUTracker
+
+    tracker = IoUTracker()
+    k = keypoints.num_keypoints
+    tracker.update(np.array([[0.0, 0.0, 10.0, 20.0]]), keypoints=np.zeros((1, k, 2)), keypoint_scores=np.ones((1, k)))
+    np.testing.assert_array_equal(tracker._sigmas, keypoints.sigmas)
