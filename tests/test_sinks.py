@@ -63,7 +63,7 @@ def test_sink_specs_existing_folder_several_outputs_and_sources(tmp_path, monkey
 
 
 @pytest.mark.parametrize("output, message", [
-    ("{tmp}/notes.txt", "unknown extension; use one of .avi .csv .jsonl .mkv .mov .mp4 .webm"),
+    ("{tmp}/notes.txt", "unknown extension; use one of .avi .bmp .csv .jpeg .jpg .json .jsonl .mkv .mov .mp4 .png .tif .tiff .webm .webp"),
     ("{tmp}/missing/out.mp4", "folder .*missing' does not exist"),
     ("{tmp}/afile.txt/out.jsonl", "is not a folder"),
     ("{tmp}/afile.txt/frames/", "is a file, not a folder"),
