@@ -1,0 +1,85 @@
+"""Which waiting items a stage works on next: live frames first, offline frames in turns.
+
+Every stage keeps what arrived on its input queue in one FIFO per source
+(so each source's packets and events stay in order) and takes work in
+*rounds*. A round is:
+
+1. every waiting item of every live source (the stage's live policy then
+   keeps only the newest packet of each), in round-robin order of sources;
+2. then at most one batch (``batch_size`` packets, plus the events between
+   them) of offline items, the offline sources taking turns round by round.
+
+So a live frame never waits behind an offline source's backlog: at most one
+offline batch already being worked on when it arrives, at each stage. Offline
+sources keep their lossless policy against their own frames (nothing of
+theirs is ever dropped, only postponed) and are never starved: each round
+serves one offline batch however busy the live sources are. A batch may mix
+sources.
+
+The policy is "priority to live frames, with a guaranteed offline share"; it
+knows nothing about processes (the process runtime and tests drive it).
+"""
+
+from __future__ import annotations
+
+import collections
+from typing import Any
+
+from ..records import FramePacket, StreamStart
+
+
+class FairScheduler:
+    """Per-source FIFOs of waiting stage input; :meth:`next_round` picks the next work."""
+
+    def __init__(self, batch_size: int) -> None:
+        self.batch_size = max(1, batch_size)
+        self._queues: dict[int, collections.deque] = {}
+        self._live: set[int] = set()
+        self._turn = 0  # rotates the starting source so no source is always served first
+
+    def add(self, items: list[Any]) -> None:
+        """Queue items (packets and events, each with a ``source_id``) as they arrived."""
+        for item in items:
+            if isinstance(item, StreamStart) and item.live:
+                self._live.add(item.source_id)
+            self._queues.setdefault(item.source_id, collections.deque()).append(item)
+
+    def __len__(self) -> int:
+        return sum(len(q) for q in self._queues.values())
+
+    def empty(self) -> bool:
+        return not any(self._queues.values())
+
+    def next_round(self) -> list[Any]:
+        """The items of one round (see the module docstring); [] when nothing waits."""
+        ids = sorted(sid for sid, q in self._queues.items() if q)
+        if not ids:
+            return []
+        start = self._turn % len(ids)
+        self._turn += 1
+        order = ids[start:] + ids[:start]
+        items: list[Any] = []
+        for sid in order:
+            if sid in self._live:
+                queue = self._queues[sid]
+                items.extend(queue)
+                queue.clear()
+        offline = [sid for sid in order if sid not in self._live and self._queues[sid]]
+        if offline:
+            items.extend(self._take_batch(self._queues[offline[0]]))
+        for sid in [sid for sid, q in self._queues.items() if not q]:
+            del self._queues[sid]  # an ended source's id may come back (a source that rejoins)
+        return items
+
+    def _take_batch(self, queue: collections.deque) -> list[Any]:
+        """Events and up to one batch of packets from the front of one offline source's FIFO."""
+        taken: list[Any] = []
+        packets = 0
+        while queue:
+            item = queue[0]
+            if isinstance(item, FramePacket):
+                if packets >= self.batch_size:
+                    break
+                packets += 1
+            taken.append(queue.popleft())
+        return taken
