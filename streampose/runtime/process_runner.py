@@ -333,7 +333,8 @@ class _ObserverFeed:
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(2.0)
+        if self._thread.is_alive():
+            self._thread.join(2.0)
         set_channel = getattr(self.observer, "attach_preview", None)
         if set_channel is not None:
             set_channel(None)

@@ -239,7 +239,7 @@ def run_capture(cfg: CaptureConfig, control: Control, should_abort, send) -> Non
             reader = SourceReader(source, cfg.max_frames, name=cfg.name)
             reader.start()
             report.state, report.detail = "running", ""
-            report.source = source
+            report.source, report.reader = source, reader
         while reader is not None:
             if should_abort():
                 raise Aborted()
@@ -276,6 +276,7 @@ def run_capture(cfg: CaptureConfig, control: Control, should_abort, send) -> Non
     finally:
         if reader is not None:
             reader.stop()
+            report.reader = None  # its drops are counted in stats from here on
             stats.dropped += reader.dropped
             for key, value in dict(getattr(reader.source, "stats", {}) or {}).items():
                 stats.extra[key] = int(value)
@@ -329,6 +330,7 @@ class _StateReporter:
         self.state = "starting"
         self.detail = ""
         self.source: Any = None
+        self.reader: SourceReader | None = None
         self._last: tuple | None = None
         self._last_sent = 0.0
 
@@ -339,7 +341,8 @@ class _StateReporter:
         if state == "running" and source_state == "reconnecting":
             state, detail = "reconnecting", getattr(self.source, "last_error", "") or ""
         start = getattr(self.source, "start_event", None) if self.source is not None else self.cfg.start
-        return SourceState(state, detail, frames=self.stats.frames_in, dropped=self.stats.dropped,
+        dropped = self.stats.dropped + (self.reader.dropped if self.reader is not None else 0)
+        return SourceState(state, detail, frames=self.stats.frames_in, dropped=dropped,
                            reconnects=int(counters.get("reconnects", 0)),
                            connect_failures=int(counters.get("connect_failures", 0)),
                            width=getattr(start, "width", 0) or 0, height=getattr(start, "height", 0) or 0,
@@ -426,7 +429,7 @@ def run_stage(cfg: StageConfig, control: Control, should_abort, send) -> None:
                 last_progress = now
                 send(("progress", cfg.name, sum(runner.frames_done.values())))
             if runner.telemetry is not None and runner.telemetry.due():
-                send(("telemetry", cfg.name, runner.telemetry.take()))
+                send(("telemetry", cfg.name, _telemetry_payload(runner)))
         failed = False
     except Aborted:
         # Stopped from outside: a failure elsewhere (sinks abort), or a forced stop (sinks finalize).
@@ -440,10 +443,24 @@ def run_stage(cfg: StageConfig, control: Control, should_abort, send) -> None:
                 latency=runner.latency, first_capture=runner.first_capture, last_done=runner.last_done,
                 frames_done=runner.frames_done_by_name(), source_latency=runner.latency_by_name())
         if runner.telemetry is not None:
-            send(("telemetry", cfg.name, runner.telemetry.take()))
+            send(("telemetry", cfg.name, _telemetry_payload(runner)))
         send(("stats", cfg.name, payload))
         if cfg.outq is None:
             send(("progress", cfg.name, sum(runner.frames_done.values())))
     if close_errors:
         step, error = close_errors[0]
         raise error
+
+
+def _telemetry_payload(runner: StageRunner) -> dict[str, Any]:
+    """The stage's telemetry report, with the counters of steps that keep some (e.g. a sink's drops)."""
+    payload = runner.telemetry.take()
+    counters = {}
+    for step in runner.steps:
+        get_counters = getattr(step, "counters", None)
+        if callable(get_counters):
+            counters[step.type_name or type(step).__name__] = dict(get_counters())
+    if runner.preview is not None:
+        counters["preview"] = {"dropped": runner.preview.dropped}
+    payload["step_counters"] = counters
+    return payload
