@@ -4,28 +4,27 @@ from __future__ import annotations
 
 import csv
 import io
-from pathlib import Path
 
 from ..errors import SinkError
 from ..records import FramePacket
-from .atomic import AtomicTextFile
+from .jsonl_writer import ResultWriter
 from .results import CSV_COLUMNS, pose_rows
 
 
-class CsvFileWriter(AtomicTextFile):
-    """``write_frame(packet)`` appends the frame's rows and flushes them; ``finish`` publishes the file."""
+def _csv_text(rows: list[list]) -> str:
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerows(rows)
+    return buffer.getvalue()
 
-    def __init__(self, path: Path) -> None:
-        super().__init__(path, "CSV file")
-        self._buffer = io.StringIO()
-        self._rows = csv.writer(self._buffer, lineterminator="\n")
-        self._emit([list(CSV_COLUMNS)])
 
-    def _emit(self, rows: list[list]) -> None:
-        self._rows.writerows(rows)
-        self.write(self._buffer.getvalue())
-        self._buffer.seek(0)
-        self._buffer.truncate()
+class CsvFileWriter(ResultWriter):
+    """``write_frame(packet)`` appends the frame's rows (one chunk) and flushes them; ``finish`` publishes.
+
+    rotate: see :class:`~.live_text.Rotation` (each segment starts with the header).
+    """
+
+    def __init__(self, path, rotate: str = "") -> None:
+        super().__init__(path, "CSV file", header=_csv_text([list(CSV_COLUMNS)]), rotate=rotate)
 
     def write_frame(self, packet: FramePacket) -> None:
         try:
@@ -33,4 +32,4 @@ class CsvFileWriter(AtomicTextFile):
         except ValueError as e:
             raise SinkError(f"csv_writer {str(self.path)!r}: {e}; write JSON lines (.jsonl) instead") from e
         if rows:
-            self._emit(rows)
+            self.target.write(_csv_text(rows))
