@@ -28,8 +28,22 @@ SINK_BY_EXTENSION = {**{ext: "video_writer" for ext in VIDEO_EXTENSIONS}, ".json
 PER_SOURCE_SINKS = ("video_writer", "image_writer")
 
 
+#: output forms that are not files: ``-`` and the addresses of other programs.
+STREAM_OUTPUTS = {"mqtt://": "mqtt_publisher", "rtsp://": "rtsp_publisher"}
+
+
 def output_kind(output: str) -> str:
     """The sink type an ``--output`` value maps to; SinkError for an unknown form."""
+    if output == "-":
+        return "jsonl_writer"
+    for prefix, kind in STREAM_OUTPUTS.items():
+        if output.lower().startswith(prefix):
+            return kind
+    if "://" in output:
+        from .redact import mask_url
+
+        raise SinkError(f"output {mask_url(output)!r}: unknown address form; use mqtt://HOST[:PORT]/TOPIC or "
+                        "rtsp://HOST:PORT/PATH, or a file")
     if output.endswith(("/", os.sep)) or Path(output).is_dir():
         return "image_writer"
     kind = SINK_BY_EXTENSION.get(Path(output).suffix.lower())
@@ -47,6 +61,8 @@ def per_source_path(path: Path, source_id: int, several: bool) -> Path:
 
 def check_output_path(output: str, kind: str) -> None:
     """SinkError unless ``output`` can be written as a ``kind`` sink (nothing is created)."""
+    if output == "-" or kind in STREAM_OUTPUTS.values():
+        return
     path = Path(output).expanduser()
     if kind == "image_writer":
         existing = path
@@ -70,14 +86,16 @@ def display_problem() -> str | None:
     return None
 
 
-def sink_specs(outputs: list[str], show: bool, num_sources: int = 1) -> list[dict[str, Any]]:
+def sink_specs(outputs: list[str], show: bool, num_sources: int = 1, rotate: str = "",
+               mqtt_qos: int = 0, mqtt_retain: bool = False) -> list[dict[str, Any]]:
     """Sink step specs for ``--output`` values (in order) and ``--show`` (a display last).
 
     num_sources: how many sources the run has; with more than one, video and
     image sinks write one file/folder per source (see the module docstring).
     Checks every path can be written before anything starts; SinkError (one
     line) for an unknown extension, an unwritable path, a duplicate output, or
-    ``--show`` without a display.
+    ``--show`` without a display. rotate: ``--rotate`` for the JSON-lines and
+    CSV files; mqtt_qos / mqtt_retain: for ``mqtt://`` outputs.
     """
     if num_sources < 1:
         raise ValueError(f"num_sources must be >= 1, got {num_sources}")
@@ -86,13 +104,23 @@ def sink_specs(outputs: list[str], show: bool, num_sources: int = 1) -> list[dic
     for output in outputs:
         kind = output_kind(output)
         check_output_path(output, kind)
-        resolved = Path(output).expanduser().resolve()
+        resolved = output if output == "-" or "://" in output else Path(output).expanduser().resolve()
         if resolved in seen:
-            raise SinkError(f"output {output!r} given twice; give each output once")
+            from .redact import mask_url
+
+            raise SinkError(f"output {mask_url(output)!r} given twice; give each output once")
         seen.add(resolved)
-        spec: dict[str, Any] = {"type": kind, "path": output}
+        if kind == "mqtt_publisher":
+            specs.append({"type": kind, "url": output, "qos": mqtt_qos, "retain": mqtt_retain})
+            continue
+        if kind == "rtsp_publisher":
+            spec = {"type": kind, "url": output}
+        else:
+            spec = {"type": kind, "path": output}
         if num_sources > 1:
             spec["sources"] = num_sources
+        if rotate and kind in ("jsonl_writer", "csv_writer") and output != "-":
+            spec["rotate"] = rotate
         specs.append(spec)
     if show:
         problem = display_problem()
