@@ -234,3 +234,38 @@ class FakePoseStep(Step):
 
     def process(self, frames: list[Frame]) -> list[Frame]:
         return frames
+
+
+@register_step("test_skeleton")
+class StandingSkeletonStep(Step):
+    """Puts one standing person (17 COCO keypoints, score 1) in every frame, sliding right as frames go.
+
+    Stands for a pose model where the model is not the point (web view and
+    restream tests): ``draw`` then paints a skeleton with its limb colours.
+    """
+
+    @dataclass
+    class Options:
+        pass
+
+    # (x, y) of a standing person in a 100 x 200 box, COCO order.
+    SHAPE = np.array([[50, 20], [45, 15], [55, 15], [40, 18], [60, 18], [30, 50], [70, 50], [22, 85],
+                      [78, 85], [18, 120], [82, 120], [38, 120], [62, 120], [36, 160], [64, 160],
+                      [35, 195], [65, 195]], np.float32)
+
+    def __init__(self, options: "StandingSkeletonStep.Options") -> None:
+        self.options = options
+
+    def process(self, frames: list[Frame]) -> list[Frame]:
+        from streampose.records import Poses
+
+        for frame in frames:
+            h, w = frame.image.shape[:2]
+            scale = min(w / 160.0, h / 220.0)
+            offset = np.array([(frame.packet.index * 3) % max(1, int(w - 100 * scale)), 10 * scale], np.float32)
+            keypoints = (self.SHAPE * scale + offset)[None]
+            box = np.array([[keypoints[0, :, 0].min(), keypoints[0, :, 1].min(),
+                             keypoints[0, :, 0].max(), keypoints[0, :, 1].max()]], np.float32)
+            frame.packet.poses = Poses(keypoints, np.ones((1, 17), np.float32), np.ones(1, np.float32), box,
+                                       np.full(1, -1, np.int64))
+        return frames
