@@ -93,32 +93,36 @@ class RtspPublisher:
         av = load_av()
         attempt = 0
         while not self._closing:
+            session = None
             try:
+                # FFmpeg's RTSP muxer talks to the server when the first packet goes out, so a
+                # connection only counts as made once a frame was sent through it.
                 session = _Session(av, self)
-            except (av.error.FFmpegError, OSError) as e:
-                attempt += 1
-                delay = min(self.backoff_initial_s * 2 ** (attempt - 1), self.backoff_max_s)
-                if attempt == 1 or attempt % 10 == 0:
-                    log.warning("RTSP output %s: cannot connect (%s); retrying every %.1f s at most, frames are "
-                                "dropped meanwhile", self.name, _reason(e), self.backoff_max_s)
-                self._drop_for(delay)
-                continue
-            if self._ever_connected:
-                self.reconnects += 1
-                log.warning("RTSP output %s: reconnected", self.name)
-            self._ever_connected, self._connected, attempt = True, True, 0
-            try:
                 while not self._closing:
                     item = self._take(0.2)
-                    if item is not None:
-                        session.send(*item)
-                        self.sent += 1
+                    if item is None:
+                        continue
+                    session.send(*item)
+                    self.sent += 1
+                    if not self._connected and session.frames_muxed:
+                        if self._ever_connected:
+                            self.reconnects += 1
+                            log.warning("RTSP output %s: reconnected", self.name)
+                        self._ever_connected, self._connected, attempt = True, True, 0
             except (av.error.FFmpegError, OSError) as e:
-                log.warning("RTSP output %s: connection lost (%s); reconnecting", self.name, _reason(e))
-                self.dropped += 1
+                self.dropped += 1  # the frame being sent
+                if self._connected:
+                    log.warning("RTSP output %s: connection lost (%s); reconnecting", self.name, _reason(e))
+                else:
+                    attempt += 1
+                    if attempt == 1 or attempt % 10 == 0:
+                        log.warning("RTSP output %s: cannot connect (%s); retrying every %.1f s at most, frames "
+                                    "are dropped meanwhile", self.name, _reason(e), self.backoff_max_s)
+                    self._drop_for(min(self.backoff_initial_s * 2 ** (attempt - 1), self.backoff_max_s))
             finally:
                 self._connected = False
-                session.close()
+                if session is not None:
+                    session.close()
 
     def _drop_for(self, seconds: float) -> None:
         """Wait ``seconds`` (or until closing), dropping and counting frames that arrive."""
@@ -149,6 +153,7 @@ class _Session:
             self.first_pts_s: float | None = None
             self.last_pts = -1
             self.frames = 0
+            self.frames_muxed = 0
         except BaseException:
             self.container.close()
             raise
@@ -168,6 +173,7 @@ class _Session:
         frame.pts, frame.time_base = pts, CLOCK
         for packet in self.stream.encode(frame):
             self.container.mux(packet)
+            self.frames_muxed += 1
         self.frames += 1
 
     def close(self) -> None:
