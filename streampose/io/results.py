@@ -13,7 +13,8 @@ images. CSV: one row per person per frame (frames without people have no
 row), header ``source, source_name, frame, pts, track_id, score, x1, y1, x2,
 y2`` then ``<name>_x, <name>_y, <name>_score`` for the 17 COCO keypoints.
 
-Pixel coordinates are rounded to 0.001 px, scores to 1e-5 and timestamps to
+A source name with a password (``rtsp://user:pass@cam/…``) is written
+masked (``user:***@``). Pixel coordinates are rounded to 0.001 px, scores to 1e-5 and timestamps to
 1 µs, so the files stay readable; reading them back gives those rounded values
 (float32 arrays), and NaN is written as ``null`` (JSON) or empty (CSV).
 """
@@ -29,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from .redact import mask_url
 from ..records import COCO_KEYPOINT_NAMES, NUM_KEYPOINTS, Detections, FramePacket, Poses
 
 PIXEL_DECIMALS = 3
@@ -75,7 +77,7 @@ def _time(pts_s: float | None) -> float | None:
 def frame_to_json(packet: FramePacket) -> dict[str, Any]:
     """The JSON-lines object of one frame (see the module docstring)."""
     record: dict[str, Any] = {
-        "source": {"id": packet.source_id, "name": packet.source_name},
+        "source": {"id": packet.source_id, "name": mask_url(packet.source_name)},
         "frame": packet.index,
         "pts": _time(packet.pts_s),
         "width": int(packet.shape[1]),
@@ -158,7 +160,7 @@ def pose_rows(packet: FramePacket) -> list[list]:
     ).reshape(len(poses), -1)
     boxes = np.round(poses.xyxy.astype(np.float64), PIXEL_DECIMALS)
     scores = np.round(poses.scores.astype(np.float64), SCORE_DECIMALS)
-    head = [packet.source_id, packet.source_name, packet.index, _blank(_time(packet.pts_s))]
+    head = [packet.source_id, mask_url(packet.source_name), packet.index, _blank(_time(packet.pts_s))]
     return [head + [int(poses.track_ids[i]), _blank(scores[i]), *map(_blank, boxes[i]), *map(_blank, per_keypoint[i])]
             for i in range(len(poses))]
 

@@ -75,6 +75,8 @@ def run_pipeline(pipeline: PipelineConfig, sources: list[str], sinks: list[dict[
             try:  # one attempt here: the capture process does the retrying
                 opened.append(open_source(spec, i, _single_attempt(source_options)))
             except SourceError as e:
+                if getattr(source_options, "reconnect_attempts", None) == 0 and len(sources) == 1:
+                    raise  # its only attempt, and no other source to go on with: bad input, as before
                 start_errors[i] = mask_url(str(e))
                 opened.append(None)
                 log.warning("%s; the other sources go on, and this one is retried in the background",
