@@ -2,15 +2,19 @@
 
 Every stage keeps what arrived on its input queue in one FIFO per source
 (so each source's packets and events stay in order) and takes work in
-*rounds*. A round is:
+*rounds*, checking its input queue between rounds. A round is either
 
-1. every waiting item of every live source (the stage's live policy then
-   keeps only the newest packet of each), in round-robin order of sources;
-2. then at most one batch (``batch_size`` packets, plus the events between
-   them) of offline items, the offline sources taking turns round by round.
+- a live round: every waiting item of every live source (the stage's live
+  policy then keeps only the newest packet of each), sources in rotating
+  order; or
+- an offline round: at most one batch (``batch_size`` packets, plus the
+  events between them) of one offline source, the offline sources taking
+  turns.
 
-So a live frame never waits behind an offline source's backlog: at most one
-offline batch already being worked on when it arrives, at each stage. Offline
+Live rounds come first, except that after a live round an offline round is
+owed and served next. So a live frame never waits behind an offline
+source's backlog: at most one offline batch already being worked on when it
+arrives, at each stage. Offline
 sources keep their lossless policy against their own frames (nothing of
 theirs is ever dropped, only postponed) and are never starved: each round
 serves one offline batch however busy the live sources are. A batch may mix
@@ -36,6 +40,8 @@ class FairScheduler:
         self._queues: dict[int, collections.deque] = {}
         self._live: set[int] = set()
         self._turn = 0  # rotates the starting source so no source is always served first
+        self._offline_turn = 0
+        self._offline_owed = False  # a live round was served: the next round is an offline one
 
     def add(self, items: list[Any]) -> None:
         """Queue items (packets and events, each with a ``source_id``) as they arrived."""
@@ -52,21 +58,22 @@ class FairScheduler:
 
     def next_round(self) -> list[Any]:
         """The items of one round (see the module docstring); [] when nothing waits."""
-        ids = sorted(sid for sid, q in self._queues.items() if q)
-        if not ids:
-            return []
-        start = self._turn % len(ids)
-        self._turn += 1
-        order = ids[start:] + ids[:start]
+        live = [sid for sid, q in self._queues.items() if q and sid in self._live]
+        offline = sorted(sid for sid, q in self._queues.items() if q and sid not in self._live)
         items: list[Any] = []
-        for sid in order:
-            if sid in self._live:
-                queue = self._queues[sid]
-                items.extend(queue)
-                queue.clear()
-        offline = [sid for sid in order if sid not in self._live and self._queues[sid]]
-        if offline:
-            items.extend(self._take_batch(self._queues[offline[0]]))
+        if live and not (self._offline_owed and offline):
+            live.sort()
+            start = self._turn % len(live)
+            self._turn += 1
+            for sid in live[start:] + live[:start]:
+                items.extend(self._queues[sid])
+                self._queues[sid].clear()
+            self._offline_owed = True
+        elif offline:
+            sid = offline[self._offline_turn % len(offline)]
+            self._offline_turn += 1
+            items = self._take_batch(self._queues[sid])
+            self._offline_owed = False
         for sid in [sid for sid, q in self._queues.items() if not q]:
             del self._queues[sid]  # an ended source's id may come back (a source that rejoins)
         return items
