@@ -50,7 +50,8 @@ def _frames(path, source_id):
 
 def test_unreachable_and_lost_sources_do_not_stop_the_others(tmp_path, servers):
     absent, doomed = servers(start=False), servers()
-    service = Service(["--source", absent.url, "--source", doomed.url, "--source", lavfi(7),
+    with_password = absent.url.replace("rtsp://", "rtsp://viewer:s3cret@")  # never shown, never written
+    service = Service(["--source", with_password, "--source", doomed.url, "--source", lavfi(7),
                        "--reconnect-attempts", "2", *FAST_RETRY, "--output", "out.jsonl"], tmp_path)
     try:
         service.wait_up()
@@ -66,6 +67,8 @@ def test_unreachable_and_lost_sources_do_not_stop_the_others(tmp_path, servers):
                                   "source 2 still producing")
         assert status["sources_failed"] == 2 and status["healthy"]
         assert "unreachable" in by_id(status)[0]["detail"]
+        assert by_id(status)[0]["name"].startswith("rtsp://viewer:***@")
+        shown = [service.get(path)[1] for path in ("/", "/api/status", "/metrics")]
         code = service.wait(60)
     finally:
         service.kill()
@@ -77,6 +80,8 @@ def test_unreachable_and_lost_sources_do_not_stop_the_others(tmp_path, servers):
     survivor = _frames(tmp_path / "out.jsonl", 2)
     assert len(survivor) >= 80  # 7 s at 15 fps, a few dropped at most
     assert not _frames(tmp_path / "out.jsonl", 0)
+    for text in shown + [err.encode(), (tmp_path / "out.jsonl").read_bytes()]:
+        assert b"s3cret" not in text
 
 
 def test_every_source_failed_exits_2(tmp_path, servers):

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import SourceError, UserError
+from ..io.redact import mask_url
 from ..records import EndOfStream, FramePacket, StreamStart
 from .capture import SourceEnd, SourceReader
 from .edges import POLL_S, Aborted, drain, get, put
@@ -342,7 +343,7 @@ class _StateReporter:
             state, detail = "reconnecting", getattr(self.source, "last_error", "") or ""
         start = getattr(self.source, "start_event", None) if self.source is not None else self.cfg.start
         dropped = self.stats.dropped + (self.reader.dropped if self.reader is not None else 0)
-        return SourceState(state, detail, frames=self.stats.frames_in, dropped=dropped,
+        return SourceState(state, mask_url(detail or ""), frames=self.stats.frames_in, dropped=dropped,
                            reconnects=int(counters.get("reconnects", 0)),
                            connect_failures=int(counters.get("connect_failures", 0)),
                            width=getattr(start, "width", 0) or 0, height=getattr(start, "height", 0) or 0,
