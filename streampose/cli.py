@@ -17,7 +17,7 @@ from typing import Sequence
 
 from .config import PIPELINES_DIR, apply_overrides, available_pipelines, load_pipeline
 from .errors import ConfigError, UserError
-from .cli_args import OneLineErrorParser, positive_int
+from .cli_args import OneLineErrorParser, attempts_count, positive_int
 from .runtime import EXIT_SIGINT, EXIT_STAGE_FAILED, EXIT_USER_ERROR, StageFailed, run_pipeline
 
 log = logging.getLogger("streampose")
@@ -243,21 +243,6 @@ def run_command(argv: Sequence[str]) -> int:
         level = "error" if result.exit_code == EXIT_USER_ERROR else "warning"
         print(f"{level}: {n} of {total} source{'s' if total != 1 else ''} failed", file=sys.stderr)
     return result.exit_code
-
-
-def attempts_count(text: str):
-    """argparse type: a whole number >= 0, or ``inf`` (math.inf)."""
-    import math
-
-    if text.strip().lower() in ("inf", "infinite", "unlimited"):
-        return math.inf
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number or inf, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be at least 0, got {value}")
-    return value
 
 
 def start_service(args: argparse.Namespace):
