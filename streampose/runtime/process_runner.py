@@ -2,7 +2,15 @@
 
 Topology: capture[i] → stage 0 → stage 1 → … → last stage (steps + sinks).
 Every capture feeds the first stage's queue; each source has its own ring,
-so a blocked offline source never holds slots a live source needs.
+so a blocked offline source never holds slots a live source needs, and each
+stage serves live frames first (:mod:`streampose.runtime.scheduling`), so
+they never wait behind an offline backlog either. A live source the parent
+could not open is started anyway: its capture keeps retrying and it joins
+late (or is reported failed); the run goes on with the others.
+
+With an observer (:mod:`streampose.runtime.telemetry`) the parent forwards
+the captures' source states and the stages' telemetry to it, and a preview
+channel carries watched sources' annotated frames from the last stage.
 
 The parent only coordinates: it creates rings and queues, starts the
 children (spawn), unlinks the rings once every child has attached, then

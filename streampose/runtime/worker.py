@@ -8,8 +8,9 @@ the parent, which hands them to whatever logging the CLI configured.
 
 Messages to the parent, on the control queue, are tuples ``(kind, name, ...)``:
 ready (rings attached), started (steps started), log, progress, stats,
-error (traceback text), user_error (one line), source_error (one line),
-stop_requested. Captures open their source only once ``go`` is set, so frames
+error (traceback text), user_error (one line), source_error (one line,
+live flag, source id), source_state (source id, SourceState), telemetry
+(a stage's counters and timings, when watched), stop_requested. Captures open their source only once ``go`` is set, so frames
 are not captured (and aged) while models load.
 """
 
