@@ -133,6 +133,8 @@ def child_main(kind: str, config: CaptureConfig | StageConfig, control: Control)
 
     if kind == "stage":
         share_cpu_threads(config.cpu_threads)
+        if config.preview is not None:
+            config.preview.frames.cancel_join_thread()  # preview frames are disposable: never wait at exit
     out_queues = [config.out] if kind == "capture" else [config.outq] if config.outq is not None else []
     code = 0
     try:
