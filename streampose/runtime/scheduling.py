@@ -12,16 +12,17 @@ Every stage keeps what arrived on its input queue in one FIFO per source
   turns.
 
 Live rounds come first, except that after a live round an offline round is
-owed and served next. So a live frame never waits behind an offline
-source's backlog: at most one offline batch already being worked on when it
-arrives, at each stage. Offline
-sources keep their lossless policy against their own frames (nothing of
-theirs is ever dropped, only postponed) and are never starved: each round
-serves one offline batch however busy the live sources are. A batch may mix
-sources.
+owed and served next; an owed round takes one frame of each offline source.
+So a live frame never waits behind an offline source's backlog: at most one
+offline batch already being worked on when it arrives, at each stage. When
+the stage is saturated, sources share it frame by frame (each live source its
+newest frame, each offline source one frame, per pair of rounds); in the
+stage's spare time offline sources get whole batches. Offline sources keep
+their lossless policy against their own frames (nothing of theirs is ever
+dropped, only postponed) and are never starved. A batch may mix sources.
 
-The policy is "priority to live frames, with a guaranteed offline share"; it
-knows nothing about processes (the process runtime and tests drive it).
+The policy is "priority to live frames, with a guaranteed per-source share";
+it knows nothing about processes (the process runtime and tests drive it).
 """
 
 from __future__ import annotations
@@ -69,23 +70,27 @@ class FairScheduler:
                 items.extend(self._queues[sid])
                 self._queues[sid].clear()
             self._offline_owed = True
+        elif offline and self._offline_owed:
+            for sid in offline:  # the share owed after a live round: one frame of each offline source
+                items.extend(self._take_batch(self._queues[sid], limit=1))
+            self._offline_owed = False
         elif offline:
             sid = offline[self._offline_turn % len(offline)]
             self._offline_turn += 1
-            items = self._take_batch(self._queues[sid])
-            self._offline_owed = False
+            items = self._take_batch(self._queues[sid], limit=self.batch_size)
         for sid in [sid for sid, q in self._queues.items() if not q]:
             del self._queues[sid]  # an ended source's id may come back (a source that rejoins)
         return items
 
-    def _take_batch(self, queue: collections.deque) -> list[Any]:
-        """Events and up to one batch of packets from the front of one offline source's FIFO."""
+    @staticmethod
+    def _take_batch(queue: collections.deque, limit: int) -> list[Any]:
+        """Events and up to ``limit`` packets from the front of one offline source's FIFO."""
         taken: list[Any] = []
         packets = 0
         while queue:
             item = queue[0]
             if isinstance(item, FramePacket):
-                if packets >= self.batch_size:
+                if packets >= limit:
                     break
                 packets += 1
             taken.append(queue.popleft())
