@@ -16,6 +16,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..errors import StopRequested
+from ..io.redact import mask_url
 from ..records import EndOfStream, Frame, FramePacket, StreamStart
 from ..step import Step
 from .edges import drop_stale
@@ -65,10 +66,11 @@ class StageRunner:
         self._started: list[Step] = []
 
     def source_label(self, source_id: int) -> str:
-        """A source's name in summaries (``name [id]`` when two sources share a name)."""
+        """A source's name in summaries, password masked (``name [id]`` when two sources share a name)."""
         names = list(self.source_names.values())
         name = self.source_names.get(source_id, f"source {source_id}")
-        return name if names.count(name) <= 1 else f"{name} [{source_id}]"
+        label = mask_url(name)
+        return label if names.count(name) <= 1 else f"{label} [{source_id}]"
 
     def frames_done_by_name(self) -> dict[str, int]:
         """Finished frames per source label (see :meth:`source_label`)."""
