@@ -62,6 +62,16 @@ class ResultFile(AtomicTextFile):
         if header:
             self.write(header)
 
+    def set_header(self, text: str) -> None:
+        """Write the header (CSV: known once the first people are)."""
+        self.write(text)
+
+    def clear_header(self) -> None:
+        """Drop what was written so far (only a provisional header): the file starts again."""
+        if self.file is not None:
+            self.file.seek(0)
+            self.file.truncate()
+
     def go_live(self) -> None:
         """Publish now under the final name and keep appending there (the open file follows the rename)."""
         if self.live or self.file is None:
@@ -154,6 +164,16 @@ class RotatingFile:
         self._raw_write(text)
         self._lines += 1
 
+    def set_header(self, text: str) -> None:
+        """The header of this segment (written now) and of every later one."""
+        self.header = text
+        if self.file is not None:
+            self._raw_write(text)
+
+    def clear_header(self) -> None:
+        """A segment with only a header is never published: nothing to drop but the header itself."""
+        self.header = ""
+
     def go_live(self) -> None:
         """Segments are published as they complete whatever the sources are."""
 
@@ -193,6 +213,12 @@ class StdoutText:
             sys.stdout.flush()
         except BrokenPipeError as e:  # the reading program went away
             raise SinkError("standard output was closed by the reading program (--output -)") from e
+
+    def set_header(self, text: str) -> None:
+        self.write(text)
+
+    def clear_header(self) -> None:
+        pass
 
     def go_live(self) -> None:
         pass

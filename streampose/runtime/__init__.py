@@ -14,7 +14,7 @@ from typing import Any
 
 from ..config import PipelineConfig, import_step_modules, resolve_callable
 from ..errors import SourceError
-from ..io.redact import mask_url
+from ..io.urls import redact_text
 from ..io.sources import is_live_form
 from ..step import build_step
 from .outcome import EXIT_OK, EXIT_SIGINT, EXIT_SIGTERM, EXIT_STAGE_FAILED, EXIT_USER_ERROR, RunResult, StageFailed
@@ -77,7 +77,7 @@ def run_pipeline(pipeline: PipelineConfig, sources: list[str], sinks: list[dict[
             except SourceError as e:
                 if getattr(source_options, "reconnect_attempts", None) == 0 and len(sources) == 1:
                     raise  # its only attempt, and no other source to go on with: bad input, as before
-                start_errors[i] = mask_url(str(e))
+                start_errors[i] = redact_text(str(e))
                 opened.append(None)
                 log.warning("%s; the other sources go on, and this one is retried in the background",
                             start_errors[i])

@@ -39,7 +39,7 @@ from ..records import StreamStart
 from .outcome import RunResult, StageFailed
 from .progress import ProgressBar
 from .ring import FrameRing
-from ..io.redact import mask_url
+from ..io.urls import redact_text
 from .signals import StopSignals
 from .stats import RunStats, StageStats
 from .telemetry import PreviewChannel, RunObserver, SourceInfo
@@ -90,7 +90,7 @@ def run_processes(pipeline: PipelineConfig, stage_specs: list[list[dict]], start
     n_slots = default_ring_slots(pipeline)
     rings: list[FrameRing] = []
     children: list[_Child] = []
-    stats = RunStats(num_sources=n_sources)
+    stats = RunStats(started=t_start, num_sources=n_sources)
     result = RunResult(stats, num_sources=n_sources, source_labels=source_labels(source_specs))
     preview = PreviewChannel(ctx, n_sources) if observer is not None else None
     watch = _ObserverFeed(observer, preview, source_specs, starts) if observer is not None else None
@@ -119,7 +119,7 @@ def run_processes(pipeline: PipelineConfig, stage_specs: list[list[dict]], start
             name = f"capture[{i}]"
             cfg = CaptureConfig(name, i, spec, opener, source_options, start, ring_specs[i], queues[0],
                                 max_frames, pipeline.step_modules, start_error=start_errors.get(i, ""),
-                                display_name=mask_url(spec))
+                                display_name=redact_text(spec))
             children.append(_Child(name, ctx.Process(target=child_main, args=("capture", cfg, control),
                                                      name=f"streampose {name}", daemon=False)))
         for child in children:
@@ -135,11 +135,14 @@ def run_processes(pipeline: PipelineConfig, stage_specs: list[list[dict]], start
             _abort(children, control, stats, result, progress, failed=failure is not None, watch=watch)
         if watch is not None:
             watch.stop()
+        if failure is not None or any((c.process.exitcode or 0) < 0 for c in children if c.process.pid):
+            # A sink's process that was killed could not delete its unfinished files: do it here.
+            _remove_partial_files(stage_specs[-1])
         for ring in rings:
             ring.unlink()
             ring.close()
         if progress is not None:
-            progress.close()
+            progress.close(final_fps=stats.fps)  # its last line agrees with the summary
         order = {c.name: i for i, c in enumerate(sorted(children, key=lambda c: not c.name.startswith("capture")))}
         stats.stages.sort(key=lambda s: order.get(s.name, len(order)))
         stats.wall_s = time.monotonic() - t_start
@@ -208,6 +211,17 @@ def _supervise(children: list[_Child], control: Control, rings: list[FrameRing],
             return None
 
 
+def _remove_partial_files(specs: list[dict]) -> None:
+    from ..io.atomic import discard
+    from ..io.outputs import partial_files
+
+    for spec in specs:
+        for path in partial_files(spec):
+            if path.exists():
+                log.debug("removing the unfinished %s", path)
+                discard(path)
+
+
 def _death(child: _Child, code: int) -> str:
     if code < 0:
         try:
@@ -248,7 +262,7 @@ def _read_messages(children: list[_Child], control: Control, stats: RunStats, re
         elif kind == "stats":
             _merge_stats(stats, message[2])
         elif kind == "source_error":
-            text, live, source_id = mask_url(message[2]), message[3], message[4]
+            text, live, source_id = redact_text(message[2]), message[3], message[4]
             result.add_source_failure(source_id, text, live)
             stats.failed_sources[result.source_labels.get(source_id, f"source {source_id}")] = text
         elif kind == "source_state":
@@ -282,6 +296,8 @@ def _merge_stats(stats: RunStats, payload: dict) -> None:
         stats.source_latency.update(payload.get("source_latency", {}))
         stats.first_capture = payload["first_capture"]
         stats.last_done = payload["last_done"]
+        stats.warm_done = payload.get("warm_done")
+        stats.warm_frames = payload.get("warm_frames", 0)
 
 
 def _abort(children: list[_Child], control: Control, stats: RunStats, result: RunResult,
@@ -311,7 +327,7 @@ def _abort(children: list[_Child], control: Control, stats: RunStats, result: Ru
 
 def source_labels(specs: list[str]) -> dict[int, str]:
     """Each source as summaries name it: its spec, password masked, ``[id]`` added when two are alike."""
-    names = [mask_url(spec) for spec in specs]
+    names = [redact_text(spec) for spec in specs]
     return {i: name if names.count(name) == 1 else f"{name} [{i}]" for i, name in enumerate(names)}
 
 
@@ -327,7 +343,7 @@ class _ObserverFeed:
                  starts: list[StreamStart | None]) -> None:
         self.observer = observer
         self.preview = preview
-        self.names = [mask_url(spec) for spec in specs]
+        self.names = [redact_text(spec) for spec in specs]
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._pump, name="preview frames", daemon=True)
         observer.on_sources([SourceInfo(i, self.names[i], None if s is None else s.live)

@@ -16,11 +16,11 @@ from typing import Any, Callable
 import numpy as np
 
 from ..errors import StopRequested
-from ..io.redact import mask_url
+from ..io.urls import redact_text
 from ..records import EndOfStream, Frame, FramePacket, StreamStart
 from ..step import Step
 from .edges import drop_stale
-from .stats import LatencyHistogram, StageStats
+from .stats import WARMUP_FRAMES, LatencyHistogram, StageStats
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +57,9 @@ class StageRunner:
         self.source_names: dict[int, str] = {}
         self.first_capture: float | None = None
         self.last_done: float | None = None
+        #: when the frames finished here first reached WARMUP_FRAMES, and how many that was (steady-state fps)
+        self.warm_done: float | None = None
+        self.warm_frames = 0
         self.live_sources: set[int] = set()
         self.ended_sources: set[int] = set()
         self.stop_requested = False
@@ -69,7 +72,7 @@ class StageRunner:
         """A source's name in summaries, password masked (``name [id]`` when two sources share a name)."""
         names = list(self.source_names.values())
         name = self.source_names.get(source_id, f"source {source_id}")
-        label = mask_url(name)
+        label = redact_text(name)
         return label if names.count(name) <= 1 else f"{label} [{source_id}]"
 
     def frames_done_by_name(self) -> dict[str, int]:
@@ -185,6 +188,10 @@ class StageRunner:
                 self.first_capture = p.capture_time
             self.release(p)
         self.last_done = now
+        if self.warm_done is None:
+            done = sum(self.frames_done.values())
+            if done >= WARMUP_FRAMES:
+                self.warm_done, self.warm_frames = now, done
         return []
 
     def close(self, failed: bool = False) -> list[tuple[str, BaseException]]:

@@ -32,8 +32,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import SourceError, UserError
-from ..io.redact import mask_url
 from ..records import EndOfStream, FramePacket, StreamStart
+from ..io.urls import redact_text
 from .capture import SourceEnd, SourceReader
 from .edges import POLL_S, Aborted, drain, get, put
 from .ring import FrameRing, RingSpec
@@ -145,10 +145,10 @@ def child_main(kind: str, config: CaptureConfig | StageConfig, control: Control)
     except Aborted:
         code = 0
     except UserError as e:
-        send(("user_error", config.name, type(e).__name__, str(e)))
+        send(("user_error", config.name, type(e).__name__, redact_text(str(e))))
         code = 2
     except BaseException:  # noqa: BLE001 - any failure is reported with its traceback
-        send(("error", config.name, traceback.format_exc()))
+        send(("error", config.name, redact_text(traceback.format_exc())))
         code = 1
     if code or should_abort():
         # Nobody may read what is still buffered for the next stage: don't wait for it at exit.
@@ -255,13 +255,13 @@ def run_capture(cfg: CaptureConfig, control: Control, should_abort, send) -> Non
                 continue
             if isinstance(item, SourceEnd):
                 if item.crash:
-                    raise RuntimeError(f"source {cfg.spec!r} raised:\n{item.crash}")
+                    raise RuntimeError(f"source {cfg.display_name!r} raised:\n{item.crash}")
                 error = item.error
                 break
             stats.frames_in += 1
             image = item.image
             if image.dtype != np.uint8 or not ring.fits(image.shape):
-                error = (f"source {cfg.spec!r}: frame {item.index} has shape {image.shape} {image.dtype}, "
+                error = (f"source {cfg.display_name!r}: frame {item.index} has shape {image.shape} {image.dtype}, "
                          f"larger than the stream's {start.width}x{start.height} or not BGR uint8")
                 break
             slot = _free_slot(free, live, control, should_abort, stats)
@@ -291,7 +291,7 @@ def run_capture(cfg: CaptureConfig, control: Control, should_abort, send) -> Non
     report.state, report.detail = ("failed", error) if error else ("finished", "")
     report.send_now()
     if error:
-        send(("source_error", cfg.name, error, live, cfg.source_id))
+        send(("source_error", cfg.name, redact_text(error), live, cfg.source_id))
     send(("stats", cfg.name, {"stage": stats}))
 
 
@@ -346,7 +346,7 @@ class _StateReporter:
             state, detail = "reconnecting", getattr(self.source, "last_error", "") or ""
         start = getattr(self.source, "start_event", None) if self.source is not None else self.cfg.start
         dropped = self.stats.dropped + (self.reader.dropped if self.reader is not None else 0)
-        return SourceState(state, mask_url(detail or ""), frames=self.stats.frames_in, dropped=dropped,
+        return SourceState(state, redact_text(detail or ""), frames=self.stats.frames_in, dropped=dropped,
                            reconnects=int(counters.get("reconnects", 0)),
                            connect_failures=int(counters.get("connect_failures", 0)),
                            width=getattr(start, "width", 0) or 0, height=getattr(start, "height", 0) or 0,
@@ -445,7 +445,8 @@ def run_stage(cfg: StageConfig, control: Control, should_abort, send) -> None:
         if cfg.outq is None:  # the last stage knows what came out, and when
             payload.update(
                 latency=runner.latency, first_capture=runner.first_capture, last_done=runner.last_done,
-                frames_done=runner.frames_done_by_name(), source_latency=runner.latency_by_name())
+                frames_done=runner.frames_done_by_name(), source_latency=runner.latency_by_name(),
+                warm_done=runner.warm_done, warm_frames=runner.warm_frames)
         if runner.telemetry is not None:
             send(("telemetry", cfg.name, _telemetry_payload(runner)))
         send(("stats", cfg.name, payload))

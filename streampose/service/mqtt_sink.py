@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
 from ..errors import SinkError
-from ..io.redact import mask_url
+from ..io.urls import redact_text
 
 log = logging.getLogger(__name__)
 
@@ -43,14 +43,14 @@ class MqttTarget:
         parts = urlsplit(url)
         topic = unquote(parts.path.lstrip("/"))
         if parts.scheme != "mqtt" or not parts.hostname or not topic:
-            raise SinkError(f"output {mask_url(url)!r}: expected mqtt://HOST[:PORT]/TOPIC, e.g. "
+            raise SinkError(f"output {redact_text(url)!r}: expected mqtt://HOST[:PORT]/TOPIC, e.g. "
                             "mqtt://127.0.0.1:1883/streampose/poses")
         if any(c in topic for c in "+#"):
-            raise SinkError(f"output {mask_url(url)!r}: a topic to publish on cannot contain + or #")
+            raise SinkError(f"output {redact_text(url)!r}: a topic to publish on cannot contain + or #")
         try:
             port = parts.port or 1883
         except ValueError as e:
-            raise SinkError(f"output {mask_url(url)!r}: bad port ({e})") from e
+            raise SinkError(f"output {redact_text(url)!r}: bad port ({e})") from e
         return cls(parts.hostname, port, topic, unquote(parts.username) if parts.username else None,
                    unquote(parts.password) if parts.password else None)
 
@@ -63,7 +63,7 @@ class MqttPublisher:
         import paho.mqtt.client as mqtt
 
         self.target = MqttTarget.parse(url)
-        self.name = mask_url(url)
+        self.name = redact_text(url)
         self.qos, self.retain = qos, retain
         self.published = 0
         self.dropped = 0

@@ -27,7 +27,7 @@ import numpy as np
 
 from ..errors import SinkError
 from ..io.pyav import load_av
-from ..io.redact import mask_url
+from ..io.urls import redact_text
 
 log = logging.getLogger(__name__)
 
@@ -40,9 +40,9 @@ class RtspPublisher:
     def __init__(self, url: str, width: int, height: int, fps: float | None, bitrate_kbps: int = 2000,
                  backoff_initial_s: float = 0.5, backoff_max_s: float = 5.0, open_timeout_s: float = 5.0) -> None:
         if not url.lower().startswith("rtsp://"):
-            raise SinkError(f"output {mask_url(url)!r}: expected rtsp://HOST:PORT/PATH")
+            raise SinkError(f"output {redact_text(url)!r}: expected rtsp://HOST:PORT/PATH")
         self.url = url
-        self.name = mask_url(url)
+        self.name = redact_text(url)
         self.width, self.height = width + width % 2, height + height % 2
         self.fps = fps or 30.0
         self.bitrate_kbps = bitrate_kbps
