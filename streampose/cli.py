@@ -276,14 +276,29 @@ def run_command(argv: Sequence[str]) -> int:
             print(redact_text(line), file=sys.stderr)
     if result.reason in ("interrupted", "terminated"):
         print(f"{result.reason}: outputs finalized", file=sys.stderr)
-    if args.quiet:
-        for error in result.source_errors:
-            print(redact_text(f"error: {error}"), file=sys.stderr)
-    if result.failed_sources:
-        n, total = len(result.failed_sources), max(result.num_sources, len(result.failed_sources))
-        level = "error" if result.exit_code == EXIT_USER_ERROR else "warning"
-        print(f"{level}: {n} of {total} source{'s' if total != 1 else ''} failed", file=sys.stderr)
+    print_failed_sources(result, args.quiet)
     return result.exit_code
+
+
+def print_failed_sources(result, quiet: bool) -> None:
+    """The last lines about failed sources: how many (the summary above lists why), or the one reason.
+
+    One source that failed: ``error: <its reason>``, the one line of any bad
+    input. Several: each reason when the summary was not printed (``-q``), then
+    ``error: N of M sources failed`` (exit 2: every one failed) or ``warning: …``
+    (the others went on, exit 0).
+    """
+    if not result.failed_sources:
+        return
+    n, total = len(result.failed_sources), max(result.num_sources, len(result.failed_sources))
+    level = "error" if result.exit_code == EXIT_USER_ERROR else "warning"
+    if total == 1 and result.source_errors:
+        print(redact_text(f"{level}: {result.source_errors[0]}"), file=sys.stderr)
+        return
+    if quiet:
+        for error in result.source_errors:
+            print(redact_text(f"{level}: {error}"), file=sys.stderr)
+    print(f"{level}: {n} of {total} sources failed", file=sys.stderr)
 
 
 def start_service(args: argparse.Namespace):

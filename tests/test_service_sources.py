@@ -85,15 +85,16 @@ def test_unreachable_and_lost_sources_do_not_stop_the_others(tmp_path, servers):
 
 
 def test_every_source_failed_exits_2(tmp_path, servers):
-    absent = servers(start=False)
-    service = Service(["--source", absent.url, "--reconnect-attempts", "1", *FAST_RETRY], tmp_path, serve=False)
+    absent, gone = servers(start=False), servers(start=False)
+    service = Service(["--source", absent.url, "--source", gone.url, "--reconnect-attempts", "1", *FAST_RETRY],
+                      tmp_path, serve=False)
     try:
         code = service.wait(60)
     finally:
         service.kill()
     err = service.stderr()
     assert code == 2, err
-    assert "error: 1 of 1 source failed" in err
+    assert err.rstrip().endswith("error: 2 of 2 sources failed")
 
 
 def test_a_source_unreachable_at_start_joins_when_its_server_comes_up(tmp_path, servers):
