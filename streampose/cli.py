@@ -17,7 +17,7 @@ from typing import Sequence
 
 from .config import PIPELINES_DIR, apply_overrides, available_pipelines, load_pipeline
 from .errors import ConfigError, UserError
-from .cli_args import OneLineErrorParser, positive_int
+from .cli_args import OneLineErrorParser, fraction, name_list, positive_int
 from .io.urls import redact_text
 from .runtime import EXIT_SIGINT, EXIT_STAGE_FAILED, EXIT_USER_ERROR, StageFailed, run_pipeline
 
@@ -45,13 +45,16 @@ examples:
   run_stream.py --source video.mp4 --det-model weights/crowdhuman_yolov5m.pt \\
       --pose-model weights/pose_hrnet_w32_256x192.pth --img-size 640 --show
 
+  # models by name (see `streampose models`), COCO keypoint results, one annotated image
+  streampose --source photo.jpg --det-model yolox_nano_416 --conf 0.4 --output out.png --output results.json
+
 exit codes: 0 done, 1 a stage failed, 2 bad input, 130 interrupted (SIGINT), 143 terminated (SIGTERM)
 """
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineErrorParser(
-        prog="run_stream.py",
+        prog="streampose",
         description="Real-time multi-person pose estimation on live and recorded video.",
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     io = parser.add_argument_group("sources and outputs")
@@ -61,7 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
     io.add_argument("--output", action="append", default=[], metavar="PATH",
                     help="sink chosen by extension: .mp4 .mkv .mov .avi .webm (annotated video, audio kept), "
                          ".jsonl (one object per frame), .csv (one row per person per frame), "
+                         ".json (COCO keypoint results), .png .jpg (one annotated image), "
                          "a folder ending in / (annotated images); repeat for several")
+    io.add_argument("--copy-audio", action=argparse.BooleanOptionalAction, default=None,
+                    help="copy the source's audio into video outputs (default: on)")
     io.add_argument("--overwrite", action="store_true",
                     help="replace outputs that already exist (by default an existing output is an error); "
                          "an output that is one of the inputs is always refused")
@@ -73,9 +79,19 @@ def build_parser() -> argparse.ArgumentParser:
                            "(default: %(default)s)")
     pipe.add_argument("--list-pipelines", action="store_true", help="list the pipelines in pipelines/ and exit")
     pipe.add_argument("--device", metavar="DEV", help="auto, cpu, cuda or cuda:N for every model step")
-    pipe.add_argument("--det-model", metavar="PATH", help="weights of the pipeline's detector step")
-    pipe.add_argument("--pose-model", metavar="PATH", help="weights of the pipeline's pose step")
+    pipe.add_argument("--det-model", metavar="NAME|PATH",
+                      help="the detector: a model name (see `streampose models`) or a weights file")
+    pipe.add_argument("--pose-model", metavar="NAME|PATH",
+                      help="the pose model: a model name (see `streampose models`) or a weights file")
     pipe.add_argument("--img-size", type=positive_int, metavar="N", help="input size of the detector step")
+    pipe.add_argument("--conf", type=fraction, metavar="X", help="detector score threshold (0-1)")
+    pipe.add_argument("--iou", type=fraction, metavar="X", help="detector NMS IoU threshold (0-1)")
+    pipe.add_argument("--classes", type=name_list, metavar="A,B",
+                      help="detector classes to keep, e.g. person,car (multi-class detectors such as yolov5n)")
+    pipe.add_argument("--smooth", action=argparse.BooleanOptionalAction, default=None,
+                      help="smooth keypoints over time along track IDs (One-Euro filter; on in the pose pipelines)")
+    pipe.add_argument("--batch", type=positive_int, metavar="N", help="frames per forward pass of the model stages")
+    pipe.add_argument("--half", action="store_true", help="fp16 inference where a step supports it (CUDA)")
     pipe.add_argument("--inline", action="store_true",
                       help="run every stage in this process (debugging, profiling) instead of one process each")
     from .io.sources import SourceOptions
@@ -162,7 +178,9 @@ def resolve_pipeline_name(name: str) -> str:
 
 
 #: ``streampose NAME ...`` → the module whose ``main(argv)`` runs that command.
-SUBCOMMANDS: dict[str, str] = {}
+SUBCOMMANDS: dict[str, str] = {
+    "models": "streampose.models_command",
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -180,19 +198,26 @@ def run_command(argv: Sequence[str]) -> int:
     configure_logging(args.verbose, args.quiet)
     try:
         if args.list_pipelines:
-            for name in available_pipelines():
-                print(f"{name:<28}{load_pipeline(name).description}")
+            from .catalog import pipelines_table
+
+            print("\n".join(pipelines_table()))
             return 0
         if not args.source:
             raise UserError("no --source given; e.g. --source video.mp4 (see --help)")
         pipeline = load_pipeline(resolve_pipeline_name(args.pipeline))
         pipeline = apply_overrides(pipeline, device=args.device, det_model=args.det_model,
-                                   pose_model=args.pose_model, img_size=args.img_size)
+                                   pose_model=args.pose_model, img_size=args.img_size, conf=args.conf,
+                                   iou=args.iou, classes=args.classes, smooth=args.smooth, batch=args.batch,
+                                   half=args.half or None)
         options = source_options(args)
         from .io.outputs import sink_specs
 
         sinks = sink_specs(args.output, args.show, num_sources=len(args.source), sources=args.source,
                            overwrite=args.overwrite)
+        if args.copy_audio is not None:
+            for spec in sinks:
+                if spec["type"] == "video_writer":
+                    spec["copy_audio"] = args.copy_audio
         if not sinks:
             log.info("no --output and no --show: frames are processed, nothing is written")
         log.debug("pipeline %r (%s), %d source(s), %s", pipeline.name, pipeline.description or "no description",

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..keypoint_sets import COCO_17
 from ..records import EndOfStream, Frame, StreamStart
 from ..step import Step, register_step
 from .. import tracking  # kernels load lazily, on first use in the stage process
@@ -182,13 +183,14 @@ def _warm_up_tracker(params: TrackerParams) -> None:
     """Compile (or load from cache) the tracker kernels in this process."""
     tracker = tracking.IoUTracker.from_params(params)
     xyxy = np.array([[0.0, 0.0, 10.0, 20.0], [5.0, 5.0, 15.0, 25.0]])
-    keypoints = np.zeros((2, 17, 2))
+    k = COCO_17.num_keypoints  # any count compiles the same kernels
+    keypoints = np.zeros((2, k, 2))
     for _ in range(2):
-        tracker.update(xyxy, keypoints=keypoints, keypoint_scores=np.ones((2, 17)))
+        tracker.update(xyxy, keypoints=keypoints, keypoint_scores=np.ones((2, k)))
     tracking.IoUTracker.from_params(params).update(xyxy, class_ids=np.zeros(2, np.int64))
 
 
 def _warm_up_filter(params: OneEuroParams) -> None:
     filt = tracking.OneEuroFilter.from_params(params)
     for t_s in (0.0, 0.1):
-        filt(np.array([0]), np.zeros((1, 17, 2)), np.ones((1, 17)), t_s)
+        filt(np.array([0]), np.zeros((1, COCO_17.num_keypoints, 2)), np.ones((1, COCO_17.num_keypoints)), t_s)

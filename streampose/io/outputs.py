@@ -4,6 +4,8 @@ The sink is chosen by the output's form:
 
 - ``.mp4 .mkv .mov .avi .webm`` → ``video_writer`` (H.264; VP9 for ``.webm``);
 - ``.jsonl`` → ``jsonl_writer``; ``.csv`` → ``csv_writer``;
+- ``.json`` → ``coco_results_writer`` (COCO keypoint results, for pycocotools);
+- ``.png .jpg .jpeg .bmp .webp .tif .tiff`` → ``image_file_writer`` (one annotated image);
 - an existing folder, or a path ending in ``/`` → ``image_writer``.
 
 With several sources in one run, JSON-lines and CSV files hold every source
@@ -22,8 +24,10 @@ from ..errors import SinkError
 from .atomic import check_writable_dir
 
 VIDEO_EXTENSIONS = (".mp4", ".mkv", ".mov", ".avi", ".webm")
+IMAGE_FILE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 SINK_BY_EXTENSION = {**{ext: "video_writer" for ext in VIDEO_EXTENSIONS}, ".jsonl": "jsonl_writer",
-                     ".csv": "csv_writer"}
+                     ".csv": "csv_writer", ".json": "coco_results_writer",
+                     **{ext: "image_file_writer" for ext in IMAGE_FILE_EXTENSIONS}}
 #: sinks that write one file or folder per source in multi-source runs
 PER_SOURCE_SINKS = ("video_writer", "image_writer")
 
@@ -199,7 +203,10 @@ def sink_specs(outputs: list[str], show: bool, num_sources: int = 1, *, sources:
             raise SinkError(f"output {output!r} given twice; give each output once")
         seen.add(resolved)
         spec: dict[str, Any] = {"type": kind, "path": output}
-        if num_sources > 1:
+        if kind == "image_file_writer" and num_sources > 1:
+            raise SinkError(f"output {output!r} holds one image; with {num_sources} sources give a folder "
+                            "ending in / instead")
+        if num_sources > 1 and kind != "image_file_writer":
             spec["sources"] = num_sources
         specs.append(spec)
     if show:
