@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import math
 import sys
 import time
 from collections.abc import Iterator
@@ -97,6 +98,10 @@ class StreamSource(Source):
         self._ticking = False
         self._decoded: Iterator[Any] | None = None
         self._t0 = time.monotonic()
+        #: "running", or "reconnecting" while a lost connection is being retried (read by the capture loop)
+        self.state = "running"
+        #: the latest reason a connection failed (one line, password masked)
+        self.last_error = ""
         first = self._connect_with_retries(lost=None)
         duration = self._container.duration
         self.live = not (self._format is None and self._url.lower().startswith("http") and duration)
@@ -164,11 +169,14 @@ class StreamSource(Source):
         started = time.monotonic()
         attempts = 1 + options.reconnect_attempts
         reason = ""
-        for attempt in range(attempts):
+        attempt = -1
+        while attempt + 1 < attempts:
+            attempt += 1
             if attempt:
                 delay = options.backoff_s(attempt)
-                log.warning("%s: %s; retry %d/%d in %.1f s", self._name, reason, attempt,
-                            options.reconnect_attempts, delay)
+                log.warning("%s: %s; retry %d/%s in %.1f s", self._name, reason, attempt,
+                            "inf" if options.reconnect_attempts == math.inf else options.reconnect_attempts,
+                            delay)
                 time.sleep(delay)
             tried = time.monotonic()
             try:
@@ -176,6 +184,7 @@ class StreamSource(Source):
             except av.error.FFmpegError as e:
                 self._stats["connect_failures"] += 1
                 reason = self._describe(e, opening=True, waited_s=time.monotonic() - tried)
+                self.last_error = reason
                 continue
             if lost is not None:
                 self._stats["reconnects"] += 1
@@ -219,7 +228,9 @@ class StreamSource(Source):
                 log.warning("%s: connection lost (%s) after %d frames; reconnecting", self._name, lost,
                             self._stats["frames_decoded"])
                 self._close_container()
+                self.state, self.last_error = "reconnecting", f"connection lost ({lost})"
                 frame = self._connect_with_retries(lost=lost)
+                self.state = "running"
 
     def _close_container(self) -> None:
         container, self._container, self._decoded, self._stream = self._container, None, None, None
