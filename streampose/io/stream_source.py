@@ -1,17 +1,26 @@
 """Live sources through PyAV: network streams (RTSP, HTTP), webcams and FFmpeg's lavfi device.
 
 Network streams are opened with FFmpeg's open timeout
-(``SourceOptions.open_timeout_s``), and a hung stream is detected by our own
-clock: the time since the last decoded frame. PyAV's read timeout alone
-cannot do it: on the first interruption FFmpeg returns a packet and PyAV's
-timer restarts, so a hung server was noticed only after twice the timeout,
-and a shorter hang never. Instead PyAV's read timeout is a short tick
-(:func:`read_tick_s`, at most 0.15 s): every tick without data returns
-control to us (``av.error.ExitError``), we compare the time since the last
-frame with ``read_timeout_s``, and either go on reading the same connection
-(a new demux pass; the stream continues intact) or declare it hung. A hang
-is thus detected within ``read_timeout_s`` + two ticks (+ FFmpeg's 0.1 s
-polling). RTSP goes
+(``SourceOptions.open_timeout_s``), and a hung stream (no frame for
+``read_timeout_s``) is detected within that time + 0.5 s. PyAV's read
+timeout alone cannot do it: on the first interruption FFmpeg returns a packet
+and PyAV's timer restarts, so a hung server was noticed only after twice the
+timeout, and a shorter hang never. So:
+
+- RTSP: PyAV's read timeout is a short tick (:func:`read_tick_s`, at most
+  0.15 s); every tick without data hands control back
+  (``av.error.ExitError``), we compare the time since the last frame with
+  ``read_timeout_s`` and either read on over the same connection (a new
+  demux pass) or declare it hung: detected within ``read_timeout_s`` + two
+  ticks + FFmpeg's 0.1 s polling. (FFmpeg's RTSP ``timeout`` option does not
+  end a hung TCP session.) A tick that falls inside an RTP packet can break
+  the TCP framing; FFmpeg then reports an I/O error and the stream reconnects.
+- HTTP(S): FFmpeg's own I/O timeout (``rw_timeout`` = ``read_timeout_s``)
+  ends a read with ``ETIMEDOUT``; PyAV's timeout, a second later, is a backstop.
+  (Ticks would break HTTP streams: an interrupted read loses its data.)
+- Webcams: PyAV's read timeout, as before.
+
+RTSP goes
 over TCP by default and is probed for ``analyzeduration_s`` only (100 ms cuts
 the time to the first frame from ~1.2 s to ~0.3 s here).
 
@@ -36,6 +45,7 @@ when the graph does.
 
 from __future__ import annotations
 
+import errno
 import logging
 import math
 import sys
@@ -107,9 +117,16 @@ class StreamSource(Source):
     def _open_once(self) -> Any:
         """Open the container and decode its first frame; FFmpeg errors propagate."""
         av = load_av()
-        # lavfi graphs do no I/O; ``realtime`` pacing must not count as a stalled read
-        self._ticking = self._format != "lavfi"
-        timeout = (self._options.open_timeout_s, read_tick_s(self._options.read_timeout_s)) if self._ticking else None
+        options = self._options
+        self._ticking = self._url.lower().startswith("rtsp")
+        if self._format == "lavfi":  # no I/O; ``realtime`` pacing must not count as a stalled read
+            timeout = None
+        elif self._ticking:
+            timeout = (options.open_timeout_s, read_tick_s(options.read_timeout_s))
+        elif "rw_timeout" in self._av_options:  # FFmpeg times the reads out; PyAV's timer is a backstop
+            timeout = (options.open_timeout_s, options.read_timeout_s + 1.0)
+        else:
+            timeout = (options.open_timeout_s, options.read_timeout_s)
         container = av.open(self._url, mode="r", format=self._format, options=self._av_options, timeout=timeout)
         try:
             if not container.streams.video:
@@ -187,8 +204,8 @@ class StreamSource(Source):
             if isinstance(error, av.error.ExitError) or waited_s >= 0.95 * options.open_timeout_s:
                 return (f"no answer within the timeouts (open {options.open_timeout_s:g} s, "
                         f"read {options.read_timeout_s:g} s)")
-        elif isinstance(error, av.error.ExitError):  # PyAV's read timeout interrupted FFmpeg
-            return f"no data within {options.read_timeout_s:g} s"
+        elif isinstance(error, av.error.ExitError) or getattr(error, "errno", None) == errno.ETIMEDOUT:
+            return f"no data within {options.read_timeout_s:g} s"  # our clock, PyAV's timer or FFmpeg's rw_timeout
         return redact_text(_reason(error))
 
     def frames(self) -> Iterator[tuple[np.ndarray, float | None]]:
@@ -233,6 +250,8 @@ def open_network_stream(spec: str, source_id: int, options: SourceOptions) -> St
     av_options = {"analyzeduration": str(int(options.analyzeduration_s * 1e6))}
     if spec.lower().startswith("rtsp"):
         av_options["rtsp_transport"] = options.rtsp_transport
+    else:  # http(s): FFmpeg's I/O timeout in microseconds (see the module docstring)
+        av_options["rw_timeout"] = str(int(options.read_timeout_s * 1e6))
     return StreamSource(spec, source_id, options, url=spec, av_format=None, av_options=av_options, reconnect=True)
 
 
