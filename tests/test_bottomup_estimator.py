@@ -178,7 +178,8 @@ def test_step_options_are_checked(option, value):
 
 
 @pytest.mark.parametrize("name", ["bottomup_higherhrnet_w32_512", "bottomup_higherhrnet_w32_640",
-                                  "bottomup_higherhrnet_w48_640"])
+                                  "bottomup_higherhrnet_w48_640", "bottomup_higherhrnet_w32_640_crowdpose",
+                                  "bottomup_higherhrnet_w48_640_crowdpose"])
 def test_pipelines_use_the_bottomup_step(name, tmp_path):
     from streampose.config import apply_overrides, load_pipeline
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ import numpy as np
 
 from ..errors import SourceError
 from ..records import StreamStart
+from .urls import redact_url
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +45,21 @@ _WEBCAM = re.compile(r"^(?:webcam:)?(\d+)$")
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 
 
-_FIELD_KINDS = {"float": ((int, float), "a number"), "int": ((int,), "an integer"), "str": ((str,), "a string")}
+#: Default limit on pixels per frame: 50 megapixels (8K UHD is 33 MP); one such BGR frame is 150 MB,
+#: and the runtime keeps several per source in shared memory.
+DEFAULT_MAX_PIXELS = 50_000_000
+
+
+def check_frame_size(name: str, width: int, height: int, max_pixels: int, what: str = "image") -> None:
+    """SourceError when a frame of ``width`` x ``height`` (as claimed by a header) exceeds ``max_pixels``."""
+    if width < 0 or height < 0 or width * height > max_pixels:
+        raise SourceError(f"{what} {name!r} claims {width}x{height} pixels ({width * height / 1e6:.0f} MP), over the "
+                          f"limit of {max_pixels / 1e6:g} MP per frame; raise --max-pixels if it is genuine, "
+                          "or remove it")
+
+
+_FIELD_KINDS = {"float": ((int, float), "a number"), "int": ((int,), "an integer"), "str": ((str,), "a string"),
+                "int | float": ((int, float), "an integer or inf")}
 
 
 @dataclass
@@ -54,23 +70,28 @@ class SourceOptions:
     network stream; read_timeout_s: longest wait for data once streaming (a
     hung server is detected after this); reconnect_attempts: connection
     attempts after a failure before giving up (0: fail at once), counted
-    afresh after each successful reconnect; backoff_initial_s / backoff_max_s:
+    afresh after each successful reconnect, ``math.inf`` for unlimited
+    (``--reconnect-attempts inf``); backoff_initial_s / backoff_max_s:
     the wait before retry k is ``min(initial * 2**(k-1), max)``;
     analyzeduration_s: how long FFmpeg probes a network stream before the
     first frame (short = fast start); rtsp_transport: ``tcp`` or ``udp``;
     webcam_size: ``WIDTHxHEIGHT`` asked from a webcam ("" = its default);
-    webcam_fps: frame rate asked from a webcam (0 = its default).
+    webcam_fps: frame rate asked from a webcam (0 = its default);
+    max_pixels: the most pixels (width x height) one frame may have; an
+    image, video or stream that claims more in its header is refused before
+    anything is decoded (a hostile header would make the decoder allocate it).
     """
 
     open_timeout_s: float = 10.0
     read_timeout_s: float = 5.0
-    reconnect_attempts: int = 5
+    reconnect_attempts: int | float = 5
     backoff_initial_s: float = 0.5
     backoff_max_s: float = 10.0
     analyzeduration_s: float = 0.1
     rtsp_transport: str = "tcp"
     webcam_size: str = ""
     webcam_fps: float = 0.0
+    max_pixels: int = DEFAULT_MAX_PIXELS
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -83,6 +104,8 @@ class SourceOptions:
         _positive("open_timeout_s", self.open_timeout_s)
         _positive("read_timeout_s", self.read_timeout_s)
         _positive("backoff_initial_s", self.backoff_initial_s)
+        if isinstance(self.reconnect_attempts, float) and self.reconnect_attempts != math.inf:
+            raise ValueError(f"reconnect_attempts must be an integer or inf, got {self.reconnect_attempts}")
         if self.reconnect_attempts < 0:
             raise ValueError(f"reconnect_attempts must be >= 0, got {self.reconnect_attempts}")
         if self.backoff_max_s < self.backoff_initial_s:
@@ -96,6 +119,8 @@ class SourceOptions:
             raise ValueError(f"webcam_size must look like 640x480, got {self.webcam_size!r}")
         if self.webcam_fps < 0:
             raise ValueError(f"webcam_fps must be >= 0, got {self.webcam_fps}")
+        if self.max_pixels < 1:
+            raise ValueError(f"max_pixels must be >= 1, got {self.max_pixels}")
 
     def backoff_s(self, attempt: int) -> float:
         """Seconds to wait before retry number ``attempt`` (1-based)."""
@@ -148,6 +173,17 @@ class Source:
         self.close()
 
 
+def is_live_form(spec: str) -> bool:
+    """Whether ``spec`` names a camera or stream (webcam index, rtsp/http address): a source that
+    may be unreachable for a while rather than bad input."""
+    if not isinstance(spec, str):
+        return False
+    if _WEBCAM.match(spec):
+        return True
+    scheme = _SCHEME.match(spec)
+    return bool(scheme) and scheme.group(1).lower() in NETWORK_SCHEMES
+
+
 def open_source(spec: str, source_id: int, options: SourceOptions | None = None) -> Source:
     """Open ``spec`` (one of the forms in the module docstring) as source ``source_id``.
 
@@ -165,7 +201,7 @@ def open_source(spec: str, source_id: int, options: SourceOptions | None = None)
     scheme = _SCHEME.match(spec)
     if scheme:
         if scheme.group(1).lower() not in NETWORK_SCHEMES:
-            raise SourceError(f"unknown source form {spec!r} (scheme {scheme.group(1)!r}); {SOURCE_FORMS_HINT}")
+            raise SourceError(f"unknown source form {redact_url(spec)!r} (scheme {scheme.group(1)!r}); {SOURCE_FORMS_HINT}")
         from .stream_source import open_network_stream
         return open_network_stream(spec, source_id, options)
     if spec.startswith("lavfi:"):
@@ -176,13 +212,13 @@ def open_source(spec: str, source_id: int, options: SourceOptions | None = None)
     path = Path(spec).expanduser()
     if path.is_dir():
         from .image_sources import ImageFolderSource
-        return ImageFolderSource(spec, path, source_id)
+        return ImageFolderSource(spec, path, source_id, options.max_pixels)
     if not path.exists():
         raise SourceError(f"source {spec!r} not found; {SOURCE_FORMS_HINT}")
     if not path.is_file():
         raise SourceError(f"source {spec!r} is not a regular file; {SOURCE_FORMS_HINT}")
     from .image_sources import IMAGE_EXTENSIONS, ImageFileSource
     if path.suffix.lower() in IMAGE_EXTENSIONS:
-        return ImageFileSource(spec, path, source_id)
+        return ImageFileSource(spec, path, source_id, options.max_pixels)
     from .video_source import VideoFileSource
-    return VideoFileSource(spec, path, source_id)
+    return VideoFileSource(spec, path, source_id, options.max_pixels)

@@ -36,8 +36,8 @@ def run_inline(pipeline: PipelineConfig, stage_specs: list[list[dict]], sources:
                signals: StopSignals) -> RunResult:
     """Run over already-opened sources (closed here); see :func:`streampose.runtime.run_pipeline`."""
     t_start = time.monotonic()
-    stats = RunStats()
-    result = RunResult(stats)
+    stats = RunStats(started=t_start)
+    result = RunResult(stats, num_sources=len(sources))
     images: dict[int, np.ndarray] = {}
     n = len(sources)
     stop_asked = threading.Event()
@@ -60,6 +60,7 @@ def run_inline(pipeline: PipelineConfig, stage_specs: list[list[dict]], sources:
     for reader in readers:
         reader.handoff.capacity = max(reader.handoff.capacity, max_batch)
     sent = [0] * n
+    last = runners[-1]
     active = set(range(n))
 
     def feed(items: list[Any]) -> None:
@@ -104,7 +105,8 @@ def run_inline(pipeline: PipelineConfig, stage_specs: list[list[dict]], sources:
                         if item.crash:
                             raise StageFailed(f"capture[{i}]", item.crash)
                         if item.error:
-                            result.source_errors.append(item.error)
+                            result.add_source_failure(i, item.error, starts[i].live)
+                            stats.failed_sources[last.source_label(i)] = item.error
                         batch.append(EndOfStream(i, starts[i].source_name, sent[i], item.error))
                         active.discard(i)
                         break
@@ -132,8 +134,6 @@ def run_inline(pipeline: PipelineConfig, stage_specs: list[list[dict]], sources:
         close_errors = []
         for runner in runners:
             close_errors += [(runner.name, step, e) for step, e in runner.close(failed=failed)]
-        if progress is not None:
-            progress.close()
         last = runners[-1]
         for i, reader in enumerate(readers):
             capture_stats[i].dropped = reader.dropped
@@ -142,8 +142,13 @@ def run_inline(pipeline: PipelineConfig, stage_specs: list[list[dict]], sources:
         stats.stages = capture_stats + [r.stats for r in runners]
         stats.latency = last.latency
         stats.frames_done = last.frames_done_by_name()
+        stats.source_latency = last.latency_by_name()
+        stats.num_sources = n
         stats.first_capture, stats.last_done = last.first_capture, last.last_done
+        stats.warm_done, stats.warm_frames = last.warm_done, last.warm_frames
         stats.wall_s = time.monotonic() - t_start
+        if progress is not None:
+            progress.close(final_fps=stats.fps)  # its last line agrees with the summary
     if close_errors:
         stage, step, error = close_errors[0]
         if isinstance(error, UserError):

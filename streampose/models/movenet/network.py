@@ -38,6 +38,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ...keypoint_sets import COCO_17
+
 
 #: input normalisation of the Lightning release: ``(rgb - INPUT_MEAN) / INPUT_STD``, rgb in 0-255.
 INPUT_MEAN = 127.0
@@ -55,7 +57,7 @@ class MoveNetSpec:
     """
 
     input_size: int = 192
-    num_keypoints: int = 17
+    num_keypoints: int = COCO_17.num_keypoints
     head_channels: int = 96
     width: float = 1.0
     input_mean: float = INPUT_MEAN
