@@ -46,3 +46,15 @@ def test_a_broken_layer_is_reported(tmp_path):
                             env={"PYTHONPATH": str(copy), "PATH": "/usr/bin:/bin"})
     assert result.returncode != 0
     assert "streampose.models.bad -> streampose.topdown.estimator" in result.stdout
+
+
+def test_exactly_one_checkpoint_recogniser():
+    """Only streampose/models/recognise.py tells what a weights file is (no suffix checks, no second sniffer)."""
+    sniffing = ('b"models.yolo"', "suffix == \".pt\"", "weights_kind(")
+    offenders = []
+    for path in (REPO / "streampose").rglob("*.py"):
+        text = path.read_text(encoding="utf-8")
+        if any(marker in text for marker in sniffing) and path.name != "recognise.py":
+            offenders.append(str(path.relative_to(REPO)))
+    assert offenders == []
+    assert 'b"models.yolo"' in (REPO / "streampose" / "models" / "recognise.py").read_text()
