@@ -31,7 +31,7 @@ DEFAULT_OPENER = "streampose.io.sources:open_source"
 def run_pipeline(pipeline: PipelineConfig, sources: list[str], sinks: list[dict[str, Any]] | None = None, *,
                  inline: bool = False, max_frames: int | None = None, source_options: Any = None,
                  opener: str = DEFAULT_OPENER, progress: bool | None = None,
-                 handle_signals: bool = True) -> RunResult:
+                 handle_signals: bool = True, step_builder: Any = None) -> RunResult:
     """Run ``pipeline`` over ``sources`` (``--source`` strings) into ``sinks`` (step specs).
 
     Sinks are appended to the last stage. Every source is opened here first, so
@@ -39,7 +39,10 @@ def run_pipeline(pipeline: PipelineConfig, sources: list[str], sinks: list[dict[
     the process runtime then reopens each in its capture process.
     max_frames: per source. progress: draw a progress bar on stderr (None: when
     it is a terminal and the frame count is known). handle_signals: turn
-    SIGINT/SIGTERM into a graceful stop (main thread only).
+    SIGINT/SIGTERM into a graceful stop (main thread only). step_builder:
+    ``(spec, key_path) -> Step`` used instead of :func:`build_step` for the
+    stages' steps (inline only): a long-lived caller (a Ray actor serving many
+    items) hands out steps whose models it loaded once.
 
     Returns a RunResult (its ``exit_code`` says 0 / 130 / 143, or 2 when a
     source failed during the run). Raises UserError for bad input (exit 2),
@@ -76,11 +79,14 @@ def run_pipeline(pipeline: PipelineConfig, sources: list[str], sinks: list[dict[
     if all(not s.live and s.frame_count for s in starts):
         total = sum(min(s.frame_count, max_frames or s.frame_count) for s in starts)
     bar = ProgressBar(total, enabled=progress) if progress is not False else None
+    if step_builder is not None and not inline:
+        raise ValueError("step_builder needs inline=True (process stages build their own steps)")
     if inline:
         from .inline_runner import run_inline
 
         with StopSignals(handle_signals) as signals:
-            return run_inline(pipeline, stage_specs, opened, starts, max_frames, bar, signals)
+            return run_inline(pipeline, stage_specs, opened, starts, max_frames, bar, signals,
+                              build=step_builder or build_step)
     for src in opened:
         src.close()
     from .process_runner import run_processes

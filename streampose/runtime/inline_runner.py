@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 import traceback
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -33,8 +33,12 @@ log = logging.getLogger(__name__)
 
 def run_inline(pipeline: PipelineConfig, stage_specs: list[list[dict]], sources: list[Any],
                starts: list[StreamStart], max_frames: int | None, progress: ProgressBar | None,
-               signals: StopSignals) -> RunResult:
-    """Run over already-opened sources (closed here); see :func:`streampose.runtime.run_pipeline`."""
+               signals: StopSignals, build: Callable[..., Any] = build_step) -> RunResult:
+    """Run over already-opened sources (closed here); see :func:`streampose.runtime.run_pipeline`.
+
+    build: ``(spec, key_path) -> Step``, the step factory (``build_step`` unless
+    the caller keeps models loaded across runs).
+    """
     t_start = time.monotonic()
     stats = RunStats()
     result = RunResult(stats)
@@ -50,7 +54,7 @@ def run_inline(pipeline: PipelineConfig, stage_specs: list[list[dict]], sources:
 
     runners: list[StageRunner] = []
     for i, stage in enumerate(pipeline.stages):
-        steps = [build_step(spec, key_path=f"stages[{i}].steps[{j}]") for j, spec in enumerate(stage_specs[i])]
+        steps = [build(spec, key_path=f"stages[{i}].steps[{j}]") for j, spec in enumerate(stage_specs[i])]
         runners.append(StageRunner(stage.name, steps, stage.batch_size, n, pixels, release,
                                    is_last=i == len(pipeline.stages) - 1, on_stop_request=stop_asked.set))
     capture_stats = [StageStats(f"capture[{i}]") for i in range(n)]
