@@ -147,7 +147,9 @@ def resolve_pipeline_name(name: str) -> str:
 
 
 #: ``streampose NAME ...`` → the module whose ``main(argv)`` runs that command.
-SUBCOMMANDS: dict[str, str] = {}
+SUBCOMMANDS: dict[str, str] = {
+    "batch": "streampose.distributed.cli",  # a corpus on a Ray cluster (the ray extra)
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
