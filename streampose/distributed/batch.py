@@ -141,15 +141,26 @@ class PipelineActor:
         self.runner = ItemRunner(pipeline)
 
     def warm_up(self) -> dict[str, Any]:
-        """Load the models; returns where the actor runs (node address, pid)."""
-        import ray
-
+        """Load the models; returns where the actor runs: ``node`` (label), ``node_id``, ``pid``."""
         self.runner.warm_up()
-        self.runner.node = ray.util.get_node_ip_address()
-        return {"node": self.runner.node, "pid": self.runner.pid}
+        self.runner.node = node_label()
+        return {"node": self.runner.node, "node_id": _node_id(), "pid": self.runner.pid}
 
     def run(self, name: str, spec: str, output_dir: str, video: bool, opener: str | None) -> ItemOutcome:
         return self.runner.run(name, spec, output_dir, video=video, opener=opener)
+
+
+def _node_id() -> str:
+    import ray
+
+    return ray.get_runtime_context().get_node_id()
+
+
+def node_label() -> str:
+    """``IP/first 6 hex of the node ID``: nodes of a local test cluster share one IP."""
+    import ray
+
+    return f"{ray.util.get_node_ip_address()}/{_node_id()[:6]}"
 
 
 def connect(address: str | None, *, num_cpus: int | None = None, object_store_memory: int | None = None) -> bool:
@@ -370,6 +381,7 @@ def run_batch(items: list[Item], pipeline: PipelineConfig, output_dir: Path, opt
             discard(actor)
         shutil.rmtree(output_dir / WORK_FOLDER, ignore_errors=True)
         chunk_folder = output_dir / CHUNK_FOLDER
+        shutil.rmtree(chunk_folder / WORK_FOLDER, ignore_errors=True)
         if chunk_folder.is_dir() and not any(chunk_folder.iterdir()):
             chunk_folder.rmdir()
     result.wall_s = time.monotonic() - t0
