@@ -88,6 +88,16 @@ def build_parser() -> argparse.ArgumentParser:
                           f"(default {defaults.reconnect_attempts})")
     net.add_argument("--rtsp-transport", choices=("tcp", "udp"), help="RTSP transport (default tcp)")
     net.add_argument("--webcam-size", metavar="WxH", help="frame size asked from a webcam, e.g. 1280x720")
+    fleet = parser.add_argument_group("camera fleet on a Ray cluster (needs the ray extra)")
+    fleet.add_argument("--ray", action="store_true",
+                       help="spread the --source cameras over supervised Ray actors; one --output FOLDER/ "
+                            "receives per-camera JSON lines, status.json and metrics.prom")
+    fleet.add_argument("--ray-address", metavar="ADDR",
+                       help="join a running cluster ('auto' or HOST:PORT) instead of starting a local Ray")
+    fleet.add_argument("--cameras-per-actor", type=positive_int, default=2, metavar="N",
+                       help="cameras run by one actor (default %(default)s)")
+    fleet.add_argument("--actor-gpus", type=float, default=0.0, metavar="N",
+                       help="GPUs per actor, fractions allowed (default 0)")
     out = parser.add_argument_group("messages")
     out.add_argument("-v", "--verbose", action="store_true", help="debug messages")
     out.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only, no summary")
@@ -176,6 +186,10 @@ def run_command(argv: Sequence[str]) -> int:
         pipeline = apply_overrides(pipeline, device=args.device, det_model=args.det_model,
                                    pose_model=args.pose_model, img_size=args.img_size)
         options = source_options(args)
+        if args.ray:
+            from .distributed.cli import run_fleet_command
+
+            return run_fleet_command(args, pipeline, options)
         from .io.outputs import sink_specs
 
         sinks = sink_specs(args.output, args.show, num_sources=len(args.source))

@@ -200,14 +200,14 @@ def test_node_removed_mid_run_items_complete_elsewhere(cluster, corpus, pipeline
     items = discover_items(str(_manifest_file(tmp_path, paths, FAULT_ITEMS)))
     out = tmp_path / "out"
     pid_node: dict[int, str] = {}
-    head_id = cluster.head_node.unique_id
+    head_id = cluster.head_node.node_id
     removed: list[str] = []
 
     def remove_node_of(pid: int) -> bool:
         node_id = pid_node.get(pid)
         if node_id is None or node_id == head_id:
             return False  # the head holds the cluster's control store; remove a worker node only
-        node = next(n for n in cluster.list_all_nodes() if n.unique_id == node_id)
+        node = next(n for n in cluster.list_all_nodes() if n.node_id == node_id)
         cluster.remove_node(node)
         removed.append(node_id)
         return True

@@ -120,3 +120,44 @@ def main(argv: Sequence[str]) -> int:
         for line in result.summary_lines():
             print(line, file=sys.stderr)
     return result.exit_code
+
+
+def run_fleet_command(args: argparse.Namespace, pipeline, source_options) -> int:
+    """``run_stream.py --ray``: the main command's cameras as a supervised fleet (until Ctrl-C / SIGTERM)."""
+    import signal
+    import threading
+
+    from .fleet import Fleet, FleetOptions
+
+    if len(args.output) != 1 or args.show:
+        raise UserError("--ray needs exactly one --output FOLDER/ (per-camera results, status.json, "
+                        "metrics.prom) and no --show")
+    try:
+        options = FleetOptions(cameras_per_actor=args.cameras_per_actor, num_gpus=args.actor_gpus)
+    except ValueError as e:
+        raise UserError(f"--actor-gpus: {e}") from e
+    try:
+        from .batch import connect
+    except ModuleNotFoundError as e:
+        if e.name != "ray":
+            raise
+        raise UserError("--ray needs Ray; install it with: pip install 'streampose[ray]'") from e
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    started = connect(args.ray_address)
+    try:
+        fleet = Fleet(args.source, pipeline, Path(args.output[0]).expanduser(), options, source_options)
+        try:
+            final = fleet.run(stop=stop)
+        except KeyboardInterrupt:
+            final = fleet.snapshot
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        if started:
+            import ray
+
+            ray.shutdown()
+    for name, state in sorted(final.items()):
+        print(f"{name}: {state.get('state')}, {state.get('frames', 0)} frames, {state.get('restarts', 0)} "
+              f"restart(s){'; ' + state['error'] if state.get('error') else ''}", file=sys.stderr)
+    return 1 if any(state.get("state") == "failed" for state in final.values()) else 0

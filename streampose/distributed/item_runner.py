@@ -21,6 +21,7 @@ import logging
 import os
 import shutil
 import socket
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -43,14 +44,16 @@ WORK_FOLDER = ".work"
 class _KeptStep(Step):
     """A started model step lent to one run: the run's start/close leave it loaded."""
 
-    def __init__(self, inner: Step) -> None:
+    def __init__(self, inner: Step, lock: threading.Lock) -> None:
         self.inner = inner
+        self.lock = lock
         self.type_name = inner.type_name
         self.draws = inner.draws
         self.role = inner.role
 
     def process(self, frames: list[Frame]) -> list[Frame]:
-        return self.inner.process(frames)
+        with self.lock:  # runs on several threads (a fleet actor's cameras) take turns on one model
+            return self.inner.process(frames)
 
     def start_of_stream(self, event: StreamStart) -> None:
         self.inner.start_of_stream(event)
@@ -84,7 +87,7 @@ class ItemRunner:
 
     def __init__(self, pipeline: PipelineConfig) -> None:
         self.pipeline = pipeline
-        self._kept: dict[str, Step] = {}
+        self._kept: dict[str, tuple[Step, threading.Lock]] = {}
         self.node = socket.gethostname()
         self.pid = os.getpid()
 
@@ -96,8 +99,8 @@ class ItemRunner:
         kept = self._kept.get(key)
         if kept is None:
             step.start()
-            self._kept[key] = kept = step
-        return _KeptStep(kept)
+            self._kept[key] = kept = (step, threading.Lock())
+        return _KeptStep(*kept)
 
     def warm_up(self) -> None:
         """Load every model of the pipeline now (so the first item is not slower than the rest)."""
@@ -113,9 +116,7 @@ class ItemRunner:
         with its one-line reason; a bug in a step (StageFailed) too, with the
         last line of its traceback. Nothing is published for a failed item.
         """
-        from .manifest import file_sha256
-
-        from .manifest import count_lines
+        from .manifest import count_lines, file_sha256
 
         t0 = time.monotonic()
         out = Path(output_dir)
@@ -153,5 +154,5 @@ class ItemRunner:
     def close(self) -> None:
         """Release the kept models."""
         kept, self._kept = self._kept, {}
-        for step in kept.values():
+        for step, _ in kept.values():
             step.close()
