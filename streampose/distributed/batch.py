@@ -144,13 +144,13 @@ class PipelineActor:
         """Load the models; returns where the actor runs: ``node`` (label), ``node_id``, ``pid``."""
         self.runner.warm_up()
         self.runner.node = node_label()
-        return {"node": self.runner.node, "node_id": _node_id(), "pid": self.runner.pid}
+        return {"node": self.runner.node, "node_id": node_id(), "pid": self.runner.pid}
 
     def run(self, name: str, spec: str, output_dir: str, video: bool, opener: str | None) -> ItemOutcome:
         return self.runner.run(name, spec, output_dir, video=video, opener=opener)
 
 
-def _node_id() -> str:
+def node_id() -> str:
     import ray
 
     return ray.get_runtime_context().get_node_id()
@@ -160,7 +160,7 @@ def node_label() -> str:
     """``IP/first 6 hex of the node ID``: nodes of a local test cluster share one IP."""
     import ray
 
-    return f"{ray.util.get_node_ip_address()}/{_node_id()[:6]}"
+    return f"{ray.util.get_node_ip_address()}/{node_id()[:6]}"
 
 
 def connect(address: str | None, *, num_cpus: int | None = None, object_store_memory: int | None = None) -> bool:
@@ -348,9 +348,9 @@ def run_batch(items: list[Item], pipeline: PipelineConfig, output_dir: Path, opt
                     try:
                         where = ray.get(ref)
                     except ray.exceptions.RayTaskError as e:
-                        raise UserError(f"the pipeline cannot start on an actor: {_last_line(e)}") from e
+                        raise UserError(f"the pipeline cannot start on an actor: {last_line(e)}") from e
                     except ray.exceptions.RayError as e:
-                        log.warning("an actor died while loading its models (%s); starting another", _last_line(e))
+                        log.warning("an actor died while loading its models (%s); starting another", last_line(e))
                         discard(actor)
                         spawn()
                         continue
@@ -362,16 +362,16 @@ def run_batch(items: list[Item], pipeline: PipelineConfig, output_dir: Path, opt
                 try:
                     outcome = ray.get(ref)
                 except ray.exceptions.RayTaskError as e:
-                    outcome = ItemOutcome(job.name, "failed", error=f"worker error: {_last_line(e)}")
+                    outcome = ItemOutcome(job.name, "failed", error=f"worker error: {last_line(e)}")
                 except ray.exceptions.RayError as e:
                     discard(actor)
                     spawn()
                     if job.attempts < options.max_attempts:
-                        log.warning("%s: its worker died (%s); retrying on another", job.name, _last_line(e))
+                        log.warning("%s: its worker died (%s); retrying on another", job.name, last_line(e))
                         pending.appendleft(job)
                     else:
                         job_ended(job, ItemOutcome(job.name, "failed", error=f"its worker died {job.attempts} "
-                                                   f"times; last: {_last_line(e)}"))
+                                                   f"times; last: {last_line(e)}"))
                     continue
                 idle.append(actor)
                 job_ended(job, outcome)
@@ -412,7 +412,7 @@ def _stitched(item: Item, plan: Any, outcomes: list[ItemOutcome], output_dir: Pa
             path.unlink(missing_ok=True)
 
 
-def _last_line(error: BaseException) -> str:
+def last_line(error: BaseException) -> str:
     """The last non-empty line of an error's text (Ray errors carry the remote traceback)."""
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     return lines[-1][:300] if lines else type(error).__name__

@@ -56,6 +56,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--address", metavar="ADDR",
                         help="join a running Ray cluster: 'auto' or HOST:PORT of its head (default: start a "
                              "local Ray instance)")
+    parser.add_argument("--local-cpus", type=positive_int, metavar="N",
+                        help="without --address: CPUs of the local Ray instance (default: all)")
+    parser.add_argument("--object-store-mb", type=positive_int, metavar="MB",
+                        help="without --address: the local Ray object store's size (default: Ray's, 30%% of "
+                             "memory; items move little data, so 200 is plenty)")
     parser.add_argument("--num-cpus", type=_non_negative_float, default=1.0, metavar="N",
                         help="CPUs reserved per actor (default %(default)s)")
     parser.add_argument("--num-gpus", type=_non_negative_float, default=0.0, metavar="N",
@@ -97,7 +102,10 @@ def main(argv: Sequence[str]) -> int:
         output_dir = Path(args.output_dir).expanduser()
         if output_dir.exists() and not output_dir.is_dir():
             raise UserError(f"--output-dir {args.output_dir!r} is a file; give a folder")
-        started = connect(args.address)
+        if args.address and (args.local_cpus or args.object_store_mb):
+            raise UserError("--local-cpus and --object-store-mb size a local Ray instance; drop them with --address")
+        started = connect(args.address, num_cpus=args.local_cpus,
+                          object_store_memory=args.object_store_mb * 2**20 if args.object_store_mb else None)
         try:
             result = run_batch(items, pipeline, output_dir, options)
         finally:

@@ -40,6 +40,7 @@ from ..config import PipelineConfig
 from ..errors import StopRequested, UserError
 from ..records import Frame
 from ..step import Step, register_step
+from .batch import last_line, node_id, node_label
 from .corpus import output_name
 
 log = logging.getLogger(__name__)
@@ -107,10 +108,9 @@ class CameraActor:
         self.threads: list[threading.Thread] = []
 
     def warm_up(self) -> dict[str, Any]:
-        from .batch import _node_id, node_label
 
         self.runner.warm_up()
-        return {"node": node_label(), "node_id": _node_id(), "pid": os.getpid()}
+        return {"node": node_label(), "node_id": node_id(), "pid": os.getpid()}
 
     def start(self, cameras: dict[str, str]) -> None:
         """Start ``{camera name: source spec}``, each on its own thread."""
@@ -122,7 +122,7 @@ class CameraActor:
             self.threads.append(thread)
 
     def _build(self, spec: dict[str, Any], key_path: str) -> Step:
-        step = self.runner._build(spec, key_path)
+        step = self.runner.build(spec, key_path)
         if isinstance(step, HeartbeatStep):
             step.counter = self.cameras[step.options.camera]
         return step
@@ -246,7 +246,7 @@ class Fleet:
                 try:
                     group.where = ray.get(group.ready)
                 except ray.exceptions.RayTaskError as e:
-                    raise UserError(f"the pipeline cannot start on a fleet actor: {_last_line(e)}") from e
+                    raise UserError(f"the pipeline cannot start on a fleet actor: {last_line(e)}") from e
                 except ray.exceptions.RayError as e:
                     self._replace(group, e)
                     continue
@@ -273,7 +273,7 @@ class Fleet:
     def _replace(self, group: _Group, error: BaseException) -> None:
         import ray
 
-        log.warning("fleet actor of %s died (%s); starting a new one", ", ".join(group.cameras), _last_line(error))
+        log.warning("fleet actor of %s died (%s); starting a new one", ", ".join(group.cameras), last_line(error))
         try:
             ray.kill(group.actor, no_restart=True)
         except Exception:  # noqa: BLE001 - it is dead already
@@ -317,7 +317,7 @@ class Fleet:
             try:
                 group.status = ray.get(ref, timeout=30)
             except ray.exceptions.RayError as e:
-                log.warning("fleet actor of %s did not stop cleanly (%s)", ", ".join(group.cameras), _last_line(e))
+                log.warning("fleet actor of %s did not stop cleanly (%s)", ", ".join(group.cameras), last_line(e))
             ray.kill(group.actor, no_restart=True)
             group.actor = None
         snapshot = {name: dict(group.status.get(name, {}), node=group.where.get("node"), restarts=group.restarts)
@@ -344,9 +344,3 @@ def prometheus_text(snapshot: dict[str, dict[str, Any]]) -> str:
         for camera, state in sorted(snapshot.items()):
             lines.append(f'{name}{{camera="{camera}"}} {value(state)}')
     return "\n".join(lines) + "\n"
-
-
-def _last_line(error: BaseException) -> str:
-    from .batch import _last_line as last_line
-
-    return last_line(error)

@@ -91,7 +91,8 @@ class ItemRunner:
         self.node = socket.gethostname()
         self.pid = os.getpid()
 
-    def _build(self, spec: dict[str, Any], key_path: str) -> Step:
+    def build(self, spec: dict[str, Any], key_path: str) -> Step:
+        """The step factory given to ``run_pipeline``: model steps come from this runner's loaded ones."""
         step = build_step(spec, key_path=key_path)
         if step.role not in KEPT_ROLES:
             return step
@@ -106,7 +107,7 @@ class ItemRunner:
         """Load every model of the pipeline now (so the first item is not slower than the rest)."""
         for i, stage in enumerate(self.pipeline.stages):
             for j, spec in enumerate(stage.steps):
-                self._build(spec, f"stages[{i}].steps[{j}]")
+                self.build(spec, f"stages[{i}].steps[{j}]")
 
     def run(self, name: str, spec: str, output_dir: str, *, video: bool = False,
             opener: str | None = None) -> ItemOutcome:
@@ -129,7 +130,7 @@ class ItemRunner:
         try:
             kwargs = {"opener": opener} if opener else {}
             result = run_pipeline(self.pipeline, [spec], sinks, inline=True, progress=False,
-                                  handle_signals=False, step_builder=self._build, **kwargs)
+                                  handle_signals=False, step_builder=self.build, **kwargs)
             if result.source_errors:
                 outcome.error = result.source_errors[0]
             elif result.reason != "completed":
