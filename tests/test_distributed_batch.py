@@ -145,27 +145,33 @@ def _manifest_file(tmp_path: Path, corpus_paths: dict[str, Path], labels: list[s
 FAULT_ITEMS = ["long/a/clip.mp4", "long/b/clip.mp4", "cuts/cut0.mp4", "cuts/cut2.mp4", "gifs/walking.gif"]
 
 
-def test_killed_actor_mid_item_is_retried_elsewhere_with_identical_results(cluster, corpus, pipeline, reference,
-                                                                          tmp_path):
+def _run_with_a_fault(corpus, pipeline, reference, tmp_path, fault, on_start=None) -> tuple[str, RunManifest]:
+    """Run the fault items (from a manifest file) while ``fault(pid)`` hits a worker mid-item; check the
+    results are complete and equal to the single-machine run. Returns the hit item and the manifest."""
     _, paths = corpus
     items = discover_items(str(_manifest_file(tmp_path, paths, FAULT_ITEMS)))
     out = tmp_path / "out"
-
-    def sigkill(pid: int) -> bool:
-        os.kill(pid, signal.SIGKILL)
-        return True
-
-    watcher = _KillMidItem(out, "clip.mp4-", sigkill)
+    watcher = _KillMidItem(out, "clip.mp4-", fault)
     try:
-        result = run_batch(items, pipeline, out, BatchOptions(actors=3, progress=False))
+        result = run_batch(items, pipeline, out, BatchOptions(actors=3, progress=False), on_start=on_start)
     finally:
         watcher.close()
-    assert watcher.killed is not None, "the watcher never saw an item mid-way"
+    assert watcher.killed is not None, "no worker was hit mid-item"
     assert (result.done, result.failed) == (5, 0)
     _assert_complete_and_equal(out, reference, [item.name for item in items])
     manifest = RunManifest.load(out)
     assert manifest.items[watcher.killed[0]].attempts == 2
-    assert all(r.attempts == 1 for name, r in manifest.items.items() if name != watcher.killed[0])
+    return watcher.killed[0], manifest
+
+
+def test_killed_actor_mid_item_is_retried_elsewhere_with_identical_results(cluster, corpus, pipeline, reference,
+                                                                          tmp_path):
+    def sigkill(pid: int) -> bool:
+        os.kill(pid, signal.SIGKILL)
+        return True
+
+    killed, manifest = _run_with_a_fault(corpus, pipeline, reference, tmp_path, sigkill)
+    assert all(r.attempts == 1 for name, r in manifest.items.items() if name != killed)
 
 
 def test_long_video_in_four_chunks_matches_the_single_run(cluster, shared_dir, pipeline, tmp_path):
@@ -196,9 +202,6 @@ def test_long_video_in_four_chunks_matches_the_single_run(cluster, shared_dir, p
 
 def test_node_removed_mid_run_items_complete_elsewhere(cluster, corpus, pipeline, reference, tmp_path):
     """Last in the module: the cluster loses a node for good."""
-    _, paths = corpus
-    items = discover_items(str(_manifest_file(tmp_path, paths, FAULT_ITEMS)))
-    out = tmp_path / "out"
     pid_node: dict[int, str] = {}
     head_id = cluster.head_node.node_id
     removed: list[str] = []
@@ -212,15 +215,6 @@ def test_node_removed_mid_run_items_complete_elsewhere(cluster, corpus, pipeline
         removed.append(node_id)
         return True
 
-    watcher = _KillMidItem(out, "clip.mp4-", remove_node_of)
-    try:
-        result = run_batch(items, pipeline, out, BatchOptions(actors=3, progress=False),
-                           on_start=lambda where: pid_node.__setitem__(where["pid"], where["node_id"]))
-    finally:
-        watcher.close()
-    assert watcher.killed is not None, "no item was seen mid-way on a worker node"
-    assert (result.done, result.failed) == (5, 0)
-    _assert_complete_and_equal(out, reference, [item.name for item in items])
-    manifest = RunManifest.load(out)
-    assert manifest.items[watcher.killed[0]].attempts == 2
-    assert removed[0][:6] not in manifest.items[watcher.killed[0]].node
+    killed, manifest = _run_with_a_fault(corpus, pipeline, reference, tmp_path, remove_node_of,
+                                         on_start=lambda where: pid_node.__setitem__(where["pid"], where["node_id"]))
+    assert removed[0][:6] not in manifest.items[killed].node

@@ -65,6 +65,7 @@ def run_inline(pipeline: PipelineConfig, stage_specs: list[list[dict]], sources:
         reader.handoff.capacity = max(reader.handoff.capacity, max_batch)
     sent = [0] * n
     active = set(range(n))
+    turn = -1
 
     def feed(items: list[Any]) -> None:
         for runner in runners:
@@ -99,11 +100,18 @@ def run_inline(pipeline: PipelineConfig, stage_specs: list[list[dict]], sources:
                 active.clear()
                 break
             batch: list[Any] = []
-            for i in sorted(active):
+            order = sorted(active)
+            turn = (turn + 1) % len(order)
+            for i in order[turn:] + order[:turn]:  # sources take turns at opening a batch
                 while len(batch) < max_batch:
-                    item = readers[i].get(0)
+                    # An offline source's batches are always full (until its end), whatever the decoding
+                    # speed: batched models give last-bit differences for other batch sizes, and a run must
+                    # give the same results on a busy machine or as a Ray actor as on an idle one.
+                    item = readers[i].get(0 if readers[i].live else 0.1)
                     if item is None:
-                        break
+                        if readers[i].live or signals.reason or stop_asked.is_set():
+                            break
+                        continue
                     if isinstance(item, SourceEnd):
                         if item.crash:
                             raise StageFailed(f"capture[{i}]", item.crash)
