@@ -14,7 +14,7 @@ import pytest
 
 from streampose.distributed.chunks import VideoIndex, plan_chunks
 from streampose.distributed.corpus import discover_items, output_name
-from streampose.distributed.fleet import camera_names, prometheus_text
+from streampose.distributed.fleet import camera_names, per_camera, prometheus_text, redact
 from streampose.distributed.manifest import ItemRecord, RunManifest, file_sha256
 from streampose.errors import UserError
 
@@ -132,3 +132,11 @@ def test_batch_command_errors_are_one_line_exit_2(argv, message):
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], result.stderr
+
+
+def test_fleet_never_shows_a_password_and_fills_in_per_camera_sinks():
+    assert redact("stream 'rtsp://admin:s3cr%40t@10.0.0.1/live' unreachable") == \
+        "stream 'rtsp://admin:***@10.0.0.1/live' unreachable"
+    assert redact("rtsp://10.0.0.1/live and http://host:80/x") == "rtsp://10.0.0.1/live and http://host:80/x"
+    spec = {"type": "video_writer", "path": "fleet/{camera}.mp4", "crf": 23}
+    assert per_camera(spec, "cam0") == {"type": "video_writer", "path": "fleet/cam0.mp4", "crf": 23}

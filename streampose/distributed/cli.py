@@ -137,11 +137,20 @@ def run_fleet_command(args: argparse.Namespace, pipeline, source_options) -> int
 
     from .fleet import Fleet, FleetOptions
 
-    if len(args.output) != 1 or args.show:
+    from ..io.outputs import sink_specs
+
+    folders = [o for o in args.output if o.endswith("/")]
+    if len(folders) != 1 or args.show:
         raise UserError("--ray needs exactly one --output FOLDER/ (per-camera results, status.json, "
                         "metrics.prom) and no --show")
+    extra = [o for o in args.output if not o.endswith("/")]
+    if len(args.source) > 1 and any("{camera}" not in o for o in extra):
+        raise UserError("with --ray every other --output is per camera: put {camera} in its name, "
+                        "e.g. --output 'fleet/{camera}.mp4'")
+    Path(folders[0]).expanduser().mkdir(parents=True, exist_ok=True)
     try:
-        options = FleetOptions(cameras_per_actor=args.cameras_per_actor, num_gpus=args.actor_gpus)
+        options = FleetOptions(cameras_per_actor=args.cameras_per_actor, num_gpus=args.actor_gpus,
+                               extra_sinks=sink_specs(extra, False))
     except ValueError as e:
         raise UserError(f"--actor-gpus: {e}") from e
     try:
@@ -154,7 +163,7 @@ def run_fleet_command(args: argparse.Namespace, pipeline, source_options) -> int
     previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
     started = connect(args.ray_address)
     try:
-        fleet = Fleet(args.source, pipeline, Path(args.output[0]).expanduser(), options, source_options)
+        fleet = Fleet(args.source, pipeline, Path(folders[0]).expanduser(), options, source_options)
         try:
             final = fleet.run(stop=stop)
         except KeyboardInterrupt:

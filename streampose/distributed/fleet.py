@@ -30,6 +30,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -92,18 +93,20 @@ class CameraState:
         running_s = max(now - self.started_at, 1e-6)
         return {"state": self.state, "frames": self.frames, "fps": round(self.frames / running_s, 2),
                 "last_frame_age_s": round(now - self.last_frame_at, 3) if self.last_frame_at else None,
-                "error": self.error}
+                "error": redact(self.error) if self.error else None}
 
 
 class CameraActor:
     """A Ray actor (threaded: its cameras run while :meth:`status` answers) running a group of cameras."""
 
-    def __init__(self, pipeline: PipelineConfig, output_dir: str, source_options: Any = None) -> None:
+    def __init__(self, pipeline: PipelineConfig, output_dir: str, source_options: Any = None,
+                 extra_sinks: list[dict[str, Any]] | None = None) -> None:
         from .item_runner import ItemRunner
 
         self.runner = ItemRunner(pipeline)
         self.output_dir = Path(output_dir)
         self.source_options = source_options
+        self.extra_sinks = list(extra_sinks or [])
         self.cameras: dict[str, CameraState] = {}
         self.threads: list[threading.Thread] = []
 
@@ -133,8 +136,9 @@ class CameraActor:
         folder = self.output_dir / name
         folder.mkdir(parents=True, exist_ok=True)
         session = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(state.started_at))
-        sinks = [{"type": "jsonl_writer", "path": str(folder / f"{session}-{os.getpid()}.jsonl")},
-                 {"type": "fleet_heartbeat", "camera": name}]
+        sinks = [{"type": "jsonl_writer", "path": str(folder / f"{session}-{os.getpid()}.jsonl")}]
+        sinks += [per_camera(spec, name) for spec in self.extra_sinks]
+        sinks.append({"type": "fleet_heartbeat", "camera": name})
         state.state = "running"
         try:
             result = run_pipeline(self.runner.pipeline, [state.spec], sinks, inline=True, progress=False,
@@ -163,10 +167,12 @@ class CameraActor:
 
 @dataclass
 class FleetOptions:
-    """cameras_per_actor: cameras run by one actor; poll_s: supervisor period; status_timeout_s: an
+    """cameras_per_actor: cameras run by one actor; extra_sinks: sink specs added to every camera's run
+    (besides its JSON lines), ``{camera}`` in their string options replaced by the camera's name; poll_s: supervisor period; status_timeout_s: an
     actor slower than this to answer a status call is reported ``unresponsive`` (not restarted)."""
 
     cameras_per_actor: int = 2
+    extra_sinks: list[dict[str, Any]] = field(default_factory=list)
     num_cpus: float = 1.0
     num_gpus: float = 0.0
     poll_s: float = 0.5
@@ -189,6 +195,20 @@ class _Group:
     where: dict[str, Any] = field(default_factory=dict)
     restarts: int = 0
     status: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+_USERINFO = re.compile(r"(://[^/@\s:]*):[^/@\s]*@")
+
+
+def redact(text: str) -> str:
+    """``rtsp://user:secret@host`` → ``rtsp://user:***@host`` wherever a URL appears in ``text``."""
+    return _USERINFO.sub(r"\1:***@", text)
+
+
+def per_camera(spec: dict[str, Any], camera: str) -> dict[str, Any]:
+    """A sink spec for one camera: ``{camera}`` in its string options becomes the camera's name."""
+    return {key: value.replace("{camera}", camera) if isinstance(value, str) else value
+            for key, value in spec.items()}
 
 
 def camera_names(specs: list[str]) -> dict[str, str]:
@@ -228,7 +248,8 @@ class Fleet:
     def _launch(self, group: _Group) -> None:
         group.actor = self._actor_class.options(
             num_cpus=self.options.num_cpus, num_gpus=self.options.num_gpus, scheduling_strategy="SPREAD",
-            max_concurrency=len(group.cameras) + 2).remote(self.pipeline, str(self.output_dir), self.source_options)
+            max_concurrency=len(group.cameras) + 2).remote(self.pipeline, str(self.output_dir), self.source_options,
+                                                      self.options.extra_sinks)
         group.ready = group.actor.warm_up.remote()
         group.where = {}
         group.status = {name: {"state": "starting", "frames": 0, "fps": 0.0, "last_frame_age_s": None,
