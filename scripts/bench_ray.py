@@ -10,6 +10,8 @@ temporary folder. Every configuration processes the same corpus:
 - ``plain``: the items one after the other in this process, models loaded once
   (:class:`streampose.distributed.item_runner.ItemRunner`, no Ray) — what the
   batch command does per actor, without Ray;
+  it runs first and again last, and ratios use the mean of the two, since
+  the machine's load may change during the benchmark;
 - ``ray N``: a fresh ``ray.cluster_utils.Cluster`` of N nodes (1 CPU each, one
   actor per node), ``run_batch`` from start to end: actor start-up (importing
   torch, loading the models) included, as a user would see it.
@@ -107,8 +109,7 @@ def main() -> int:
         items = discover_items(str(root / "corpus"))
         rows = []
         frames, wall = run_plain(items, pipeline, root / "plain")
-        plain_fps = frames / wall
-        rows.append(("plain (no Ray)", 1, frames, wall, plain_fps))
+        rows.append(("plain (no Ray), first", 1, frames, wall, frames / wall))
         for nodes in args.nodes:
             out = root / f"ray{nodes}"
             frames_n, wall_n = run_cluster(items, pipeline, out, nodes)
@@ -116,12 +117,17 @@ def main() -> int:
                 if (out / f"{item.name}.jsonl").read_bytes() != (root / "plain" / f"{item.name}.jsonl").read_bytes():
                     raise SystemExit(f"ray {nodes}: {item.name} differs from the plain run")
             rows.append((f"ray, {nodes} node(s)", nodes, frames_n, wall_n, frames_n / wall_n))
+        # The plain run again at the end: how far the machine's load moved during the benchmark.
+        frames, wall = run_plain(items, pipeline, root / "plain-again")
+        rows.append(("plain (no Ray), last", 1, frames, wall, frames / wall))
+        plain_fps = (rows[0][4] + rows[-1][4]) / 2
     print(f"pipeline {pipeline.name!r}, {len(items)} items, {rows[0][2]} frames; every Ray result equals the "
           "plain run byte for byte")
-    print(f"{'configuration':<22}{'actors':>7}{'frames':>8}{'wall s':>9}{'frames/s':>10}{'vs plain':>10}"
+    print(f"ratios against the mean of the two plain runs, {plain_fps:.1f} frames/s")
+    print(f"{'configuration':<24}{'actors':>7}{'frames':>8}{'wall s':>9}{'frames/s':>10}{'vs plain':>10}"
           f"{'per-actor eff.':>16}")
     for label, actors, frames, wall, fps in rows:
-        print(f"{label:<22}{actors:>7}{frames:>8}{wall:>9.1f}{fps:>10.1f}{fps / plain_fps:>9.2f}x"
+        print(f"{label:<24}{actors:>7}{frames:>8}{wall:>9.1f}{fps:>10.1f}{fps / plain_fps:>9.2f}x"
               f"{fps / (actors * plain_fps):>15.0%}")
     return 0
 

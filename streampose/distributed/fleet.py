@@ -8,7 +8,9 @@ its cameras as its own inline pipeline on a thread (the cameras of an actor
 take turns on its models). Results go to per-camera sinks under
 ``DIR/<camera>/``: a JSON-lines file per session (``<UTC start>.jsonl``,
 published when the session ends; a session cut short by a crash keeps its
-lines in the hidden partial file next to it).
+lines in the hidden partial file next to it), plus any ``extra_sinks``
+(e.g. ``--output 'fleet/{camera}.mp4'``, or the live-service sinks) with
+``{camera}`` in their options replaced by the camera's name.
 
 The supervisor (:meth:`Fleet.poll`, every ``poll_s``) asks every actor for
 its cameras' status. An actor that does not answer because it died (process
