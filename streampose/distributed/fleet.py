@@ -32,7 +32,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -41,6 +40,7 @@ from typing import Any
 
 from ..config import PipelineConfig
 from ..errors import StopRequested, UserError
+from ..io.urls import redact_text, redact_url
 from ..records import Frame
 from ..step import Step, register_step
 from .batch import last_line, node_id, node_label
@@ -95,7 +95,7 @@ class CameraState:
         running_s = max(now - self.started_at, 1e-6)
         return {"state": self.state, "frames": self.frames, "fps": round(self.frames / running_s, 2),
                 "last_frame_age_s": round(now - self.last_frame_at, 3) if self.last_frame_at else None,
-                "error": redact(self.error) if self.error else None}
+                "error": redact_text(self.error) if self.error else None}
 
 
 class CameraActor:
@@ -199,14 +199,6 @@ class _Group:
     status: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
-_USERINFO = re.compile(r"(://[^/@\s:]*):[^/@\s]*@")
-
-
-def redact(text: str) -> str:
-    """``rtsp://user:secret@host`` → ``rtsp://user:***@host`` wherever a URL appears in ``text``."""
-    return _USERINFO.sub(r"\1:***@", text)
-
-
 def per_camera(spec: dict[str, Any], camera: str) -> dict[str, Any]:
     """A sink spec for one camera: ``{camera}`` in its string options becomes the camera's name."""
     return {key: value.replace("{camera}", camera) if isinstance(value, str) else value
@@ -217,7 +209,7 @@ def camera_names(specs: list[str]) -> dict[str, str]:
     """``{name: spec}``: names are safe, unique, and never contain a stream's password."""
     names: dict[str, str] = {}
     for i, spec in enumerate(specs):
-        shown = spec.split("://", 1)[-1].split("@", 1)[-1] if "://" in spec else spec
+        shown = redact_url(spec).split("://", 1)[-1].split("@", 1)[-1] if "://" in spec else spec
         names[f"cam{i}-{output_name(shown)}"] = spec
     return names
 
