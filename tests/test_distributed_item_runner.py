@@ -37,5 +37,6 @@ def test_models_load_once_and_every_item_equals_the_plain_run(tmp_path, shared_d
     broken.write_bytes(b"\x00" * 1000)
     outcome = runner.run("broken", str(broken), str(out))
     assert outcome.status == "failed" and "broken.mp4" in outcome.error and "\n" not in outcome.error
-    assert sorted(p.name for p in out.iterdir()) == ["item0.jsonl", "item1.jsonl", "item2.jsonl"]
+    assert sorted(p.name for p in out.iterdir()) == [".work", "item0.jsonl", "item1.jsonl", "item2.jsonl"]
+    assert not any((out / ".work").iterdir())  # each run removed its work folder (the batch driver removes .work)
     runner.close()
