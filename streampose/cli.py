@@ -119,6 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="join a running cluster ('auto' or HOST:PORT) instead of starting a local Ray")
     fleet.add_argument("--cameras-per-actor", type=positive_int, default=2, metavar="N",
                        help="cameras run by one actor (default %(default)s)")
+    fleet.add_argument("--actor-cpus", type=float, default=1.0, metavar="N",
+                       help="CPUs reserved per actor, fractions allowed (default 1)")
     fleet.add_argument("--actor-gpus", type=float, default=0.0, metavar="N",
                        help="GPUs per actor, fractions allowed (default 0)")
     out = parser.add_argument_group("messages")

@@ -125,10 +125,13 @@ def test_single_machine_path_does_not_import_ray(tmp_path, shared_dir):
     (["batch"], "required"),
     (["batch", "in", "--output-dir", "o", "--num-gpus", "-1"], "--num-gpus"),
     (["batch", "/nonexistent/corpus", "--output-dir", "o"], "not found"),
+    (["--ray", "--source", "lavfi:testsrc2", "--output", "x.jsonl"], "FOLDER/"),
+    (["--ray", "--source", "lavfi:testsrc2", "--source", "lavfi:testsrc", "--output", "f/", "--output", "f/a.mp4"],
+     "{camera}"),
 ])
-def test_batch_command_errors_are_one_line_exit_2(argv, message):
-    result = subprocess.run([sys.executable, "run_stream.py", *argv], capture_output=True, text=True,
-                            cwd=REPO_ROOT, timeout=120)
+def test_batch_and_fleet_errors_are_one_line_exit_2(argv, message, tmp_path):
+    result = subprocess.run([sys.executable, str(REPO_ROOT / "run_stream.py"), *argv], capture_output=True,
+                            text=True, cwd=tmp_path, timeout=120)
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], result.stderr

@@ -314,6 +314,9 @@ def run_batch(items: list[Item], pipeline: PipelineConfig, output_dir: Path, opt
 
     def spawn() -> None:
         nonlocal spawned
+        if spawned >= size + options.max_attempts * len(jobs):
+            raise UserError(f"{spawned} actors died; stopping (see the Ray logs, e.g. "
+                            "/tmp/ray/session_latest/logs, for why: out of memory?)")
         actor = actor_class.options(num_cpus=options.num_cpus, num_gpus=options.num_gpus,
                                     scheduling_strategy="SPREAD").remote(pipeline)
         starting[actor.warm_up.remote()] = (actor, time.monotonic())

@@ -149,10 +149,11 @@ def run_fleet_command(args: argparse.Namespace, pipeline, source_options) -> int
                         "e.g. --output 'fleet/{camera}.mp4'")
     Path(folders[0]).expanduser().mkdir(parents=True, exist_ok=True)
     try:
-        options = FleetOptions(cameras_per_actor=args.cameras_per_actor, num_gpus=args.actor_gpus,
+        options = FleetOptions(cameras_per_actor=args.cameras_per_actor, num_cpus=args.actor_cpus,
+                               num_gpus=args.actor_gpus,
                                extra_sinks=sink_specs(extra, False))
     except ValueError as e:
-        raise UserError(f"--actor-gpus: {e}") from e
+        raise UserError(f"--actor-cpus/--actor-gpus: {e}") from e
     try:
         from .batch import connect
     except ModuleNotFoundError as e:
