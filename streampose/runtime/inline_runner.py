@@ -41,7 +41,7 @@ def run_inline(pipeline: PipelineConfig, stage_specs: list[list[dict]], sources:
     """
     t_start = time.monotonic()
     stats = RunStats(started=t_start)
-    result = RunResult(stats)
+    result = RunResult(stats, num_sources=len(sources))
     images: dict[int, np.ndarray] = {}
     n = len(sources)
     stop_asked = threading.Event()
@@ -64,6 +64,7 @@ def run_inline(pipeline: PipelineConfig, stage_specs: list[list[dict]], sources:
     for reader in readers:
         reader.handoff.capacity = max(reader.handoff.capacity, max_batch)
     sent = [0] * n
+    last = runners[-1]
     active = set(range(n))
     turn = -1
 
@@ -116,7 +117,8 @@ def run_inline(pipeline: PipelineConfig, stage_specs: list[list[dict]], sources:
                         if item.crash:
                             raise StageFailed(f"capture[{i}]", item.crash)
                         if item.error:
-                            result.source_errors.append(item.error)
+                            result.add_source_failure(i, item.error, starts[i].live)
+                            stats.failed_sources[last.source_label(i)] = item.error
                         batch.append(EndOfStream(i, starts[i].source_name, sent[i], item.error))
                         active.discard(i)
                         break
@@ -152,6 +154,8 @@ def run_inline(pipeline: PipelineConfig, stage_specs: list[list[dict]], sources:
         stats.stages = capture_stats + [r.stats for r in runners]
         stats.latency = last.latency
         stats.frames_done = last.frames_done_by_name()
+        stats.source_latency = last.latency_by_name()
+        stats.num_sources = n
         stats.first_capture, stats.last_done = last.first_capture, last.last_done
         stats.warm_done, stats.warm_frames = last.warm_done, last.warm_frames
         stats.wall_s = time.monotonic() - t_start
