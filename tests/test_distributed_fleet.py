@@ -2,7 +2,9 @@
 
 Five ``lavfi:`` test patterns paced by ``realtime`` and one stream from the
 RTSP test server (tests/rtsp_server.py, when GStreamer is installed; a sixth
-lavfi source otherwise) run through the ``passthrough`` pipeline, two per actor.
+lavfi source otherwise) run through the ``passthrough`` pipeline, two per actor,
+into rotated JSON lines per camera and a real mosquitto broker (one topic per
+camera; when mosquitto is installed).
 """
 
 from __future__ import annotations
@@ -40,15 +42,50 @@ def local_ray():
 
 @pytest.fixture
 def rtsp_url():
-    from test_rtsp import _PROBLEM, RtspServer
+    from servers import RtspServer, gstreamer_problem
 
-    if _PROBLEM is not None:
+    if gstreamer_problem() is not None:
         yield None
         return
     server = RtspServer()
     server.start()
     yield server.url
     server.kill()
+
+
+@pytest.fixture
+def mqtt_port(tmp_path):
+    """A mosquitto broker on 127.0.0.1 (None when mosquitto is not installed)."""
+    from servers import MOSQUITTO, Mosquitto
+
+    if MOSQUITTO is None:
+        yield None
+        return
+    broker = Mosquitto(tmp_path)
+    broker.start()
+    yield broker.port
+    broker.kill()
+
+
+class TopicCounter:
+    """Counts MQTT messages per topic under ``prefix/#``."""
+
+    def __init__(self, port: int, prefix: str) -> None:
+        import paho.mqtt.client as mqtt
+
+        self.counts: dict[str, int] = {}
+        subscribed = threading.Event()
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+        self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(f"{prefix}/#")
+        self.client.on_subscribe = lambda c, u, mid, rc, p: subscribed.set()
+        self.client.on_message = lambda c, u, m: self.counts.__setitem__(m.topic, self.counts.get(m.topic, 0) + 1)
+        self.client.connect_async("127.0.0.1", port, keepalive=5)
+        self.client.loop_start()
+        assert subscribed.wait(10), "the subscriber could not subscribe"
+
+    def stop(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
 
 
 def _wait(fleet: Fleet, condition, timeout_s: float, history: list) -> dict:
@@ -62,19 +99,25 @@ def _wait(fleet: Fleet, condition, timeout_s: float, history: list) -> dict:
     raise AssertionError(f"timed out; last status: {json.dumps(history[-1][1], indent=1)}")
 
 
-def test_six_cameras_over_three_actors_survive_a_killed_actor(local_ray, rtsp_url, tmp_path):
+def test_six_cameras_over_three_actors_survive_a_killed_actor(local_ray, rtsp_url, mqtt_port, tmp_path):
     cameras = [f"lavfi:testsrc2=size=160x120:rate={8 + i},realtime" for i in range(5)]
     cameras.append(rtsp_url or LAVFI)
-    options = FleetOptions(cameras_per_actor=2, num_cpus=1)
+    # Results: JSON lines per camera rotated every 2 s, and one MQTT topic per camera.
+    mqtt = [{"type": "mqtt_publisher", "url": f"mqtt://127.0.0.1:{mqtt_port}/fleet/{{camera}}"}] if mqtt_port else []
+    subscriber = TopicCounter(mqtt_port, "fleet") if mqtt_port else None
+    options = FleetOptions(cameras_per_actor=2, num_cpus=1, rotate="2s", extra_sinks=mqtt)
     source_options = SourceOptions(open_timeout_s=5.0, read_timeout_s=2.0, reconnect_attempts=10,
                                    backoff_initial_s=0.2, backoff_max_s=1.0)
     fleet = Fleet(cameras, load_pipeline("passthrough"), tmp_path / "fleet", options, source_options)
     history: list = []
     fleet.start()
     try:
-        # All six run, on three actors.
-        running = _wait(fleet, lambda s: all(c["state"] == "running" and c["frames"] > 5 for c in s.values()),
-                        90, history)
+        # All six run, on three actors, and each has published its first 2 s segment.
+        def published(name: str) -> bool:
+            return any(not p.name.startswith(".") for p in (tmp_path / "fleet" / name).glob("*.jsonl"))
+
+        running = _wait(fleet, lambda s: all(c["state"] == "running" and c["frames"] > 5 and published(name)
+                                             for name, c in s.items()), 90, history)
         assert len(running) == 6
         assert len({c["actor"] for c in running.values()}) == 3
 
@@ -107,11 +150,22 @@ def test_six_cameras_over_three_actors_survive_a_killed_actor(local_ray, rtsp_ur
         assert all(f'streampose_camera_frames_total{{camera="{name}"}}' in metrics for name in running)
     finally:
         final = fleet.stop()
-    # A clean stop publishes each camera's session file; the killed sessions' lines stay in their partial files.
+        if subscriber is not None:
+            time.sleep(0.5)  # the last messages in flight
+            subscriber.stop()
+    # Rotated segments are published as they fill and at the stop: the killed actor's cameras keep the
+    # segments of their first session, and the new session's follow.
     for name in running:
-        published = [p for p in (tmp_path / "fleet" / name).glob("*.jsonl") if not p.name.startswith(".")]
-        assert len(published) == 1, (name, published)
-        lines = published[0].read_text().splitlines()
-        assert len(lines) >= final[name]["frames"] > 0
-        frames = [json.loads(line)["frame"] for line in lines]
-        assert frames == sorted(frames) and len(set(frames)) == len(frames)
+        sessions: dict[str, list[int]] = {}
+        for segment in sorted((tmp_path / "fleet" / name).glob("*.jsonl")):
+            if segment.name.startswith("."):
+                continue
+            frames = [json.loads(line)["frame"] for line in segment.read_text().splitlines()]
+            sessions.setdefault(segment.name.split(".")[0], []).extend(frames)
+        assert len(sessions) == (2 if name in victims else 1), (name, sessions.keys())
+        for frames in sessions.values():
+            assert frames == sorted(frames) and len(set(frames)) == len(frames) and frames
+        assert len(sessions[max(sessions)]) >= final[name]["frames"] > 0
+    if subscriber is not None:
+        assert set(subscriber.counts) == {f"fleet/{name}" for name in running}
+        assert all(subscriber.counts[f"fleet/{name}"] >= final[name]["frames"] for name in running)

@@ -137,23 +137,26 @@ def run_fleet_command(args: argparse.Namespace, pipeline, source_options) -> int
 
     from .fleet import Fleet, FleetOptions
 
-    from ..io.outputs import sink_specs
+    from ..io.outputs import is_file_output, sink_specs
 
     folders = [o for o in args.output if o.endswith("/")]
     if len(folders) != 1 or args.show:
         raise UserError("--ray needs exactly one --output FOLDER/ (per-camera results, status.json, "
                         "metrics.prom) and no --show")
     extra = [o for o in args.output if not o.endswith("/")]
-    if len(args.source) > 1 and any("{camera}" not in o for o in extra):
-        raise UserError("with --ray every other --output is per camera: put {camera} in its name, "
-                        "e.g. --output 'fleet/{camera}.mp4'")
+    if len(args.source) > 1 and any("{camera}" not in o for o in extra if is_file_output(o)):
+        raise UserError("with --ray every other file --output is per camera: put {camera} in its name, "
+                        "e.g. --output 'fleet/{camera}.mp4' (an mqtt:// topic may be shared or per camera)")
     Path(folders[0]).expanduser().mkdir(parents=True, exist_ok=True)
     try:
         options = FleetOptions(cameras_per_actor=args.cameras_per_actor, num_cpus=args.actor_cpus,
                                num_gpus=args.actor_gpus,
-                               extra_sinks=sink_specs(extra, False))
+                               rotate=args.rotate or "",
+                               extra_sinks=sink_specs(extra, False, overwrite=args.overwrite,
+                                                      rotate=args.rotate or "", mqtt_qos=args.mqtt_qos,
+                                                      mqtt_retain=args.mqtt_retain))
     except ValueError as e:
-        raise UserError(f"--actor-cpus/--actor-gpus: {e}") from e
+        raise UserError(f"--actor-cpus/--actor-gpus/--rotate: {e}") from e
     try:
         from .batch import connect
     except ModuleNotFoundError as e:

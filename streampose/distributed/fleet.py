@@ -6,11 +6,12 @@ time; each group gets a :class:`CameraActor` (``num_cpus`` / ``num_gpus``,
 spread over the nodes) that loads the pipeline's models once and runs each of
 its cameras as its own inline pipeline on a thread (the cameras of an actor
 take turns on its models). Results go to per-camera sinks under
-``DIR/<camera>/``: a JSON-lines file per session (``<UTC start>.jsonl``,
-published when the session ends; a session cut short by a crash keeps its
-lines in the hidden partial file next to it), plus any ``extra_sinks``
-(e.g. ``--output 'fleet/{camera}.mp4'``, or the live-service sinks) with
-``{camera}`` in their options replaced by the camera's name.
+``DIR/<camera>/``: a JSON-lines file per session (``<UTC start>-<pid>.jsonl``,
+or numbered segments of it with ``rotate``, published as they fill; the open
+file of a session cut short by a crash keeps its lines under its hidden
+partial name), plus any ``extra_sinks`` (``mqtt://`` topics, ``--output
+'fleet/{camera}.mp4'``) with ``{camera}`` in their options replaced by the
+camera's name.
 
 The supervisor (:meth:`Fleet.poll`, every ``poll_s``) asks every actor for
 its cameras' status. An actor that does not answer because it died (process
@@ -102,13 +103,14 @@ class CameraActor:
     """A Ray actor (threaded: its cameras run while :meth:`status` answers) running a group of cameras."""
 
     def __init__(self, pipeline: PipelineConfig, output_dir: str, source_options: Any = None,
-                 extra_sinks: list[dict[str, Any]] | None = None) -> None:
+                 extra_sinks: list[dict[str, Any]] | None = None, rotate: str = "") -> None:
         from .item_runner import ItemRunner
 
         self.runner = ItemRunner(pipeline)
         self.output_dir = Path(output_dir)
         self.source_options = source_options
         self.extra_sinks = list(extra_sinks or [])
+        self.rotate = rotate
         self.cameras: dict[str, CameraState] = {}
         self.threads: list[threading.Thread] = []
 
@@ -138,7 +140,10 @@ class CameraActor:
         folder = self.output_dir / name
         folder.mkdir(parents=True, exist_ok=True)
         session = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(state.started_at))
-        sinks = [{"type": "jsonl_writer", "path": str(folder / f"{session}-{os.getpid()}.jsonl")}]
+        jsonl: dict[str, Any] = {"type": "jsonl_writer", "path": str(folder / f"{session}-{os.getpid()}.jsonl")}
+        if self.rotate:
+            jsonl["rotate"] = self.rotate
+        sinks = [jsonl]
         sinks += [per_camera(spec, name) for spec in self.extra_sinks]
         sinks.append({"type": "fleet_heartbeat", "camera": name})
         state.state = "running"
@@ -170,11 +175,14 @@ class CameraActor:
 @dataclass
 class FleetOptions:
     """cameras_per_actor: cameras run by one actor; extra_sinks: sink specs added to every camera's run
-    (besides its JSON lines), ``{camera}`` in their string options replaced by the camera's name; poll_s: supervisor period; status_timeout_s: an
+    (besides its JSON lines), ``{camera}`` in their string options replaced by the camera's name; rotate:
+    the per-camera JSON lines' rotation (``1m``, ``100MB``: numbered segments published as they fill,
+    so a lost actor loses at most its open segment; "" one file per session); poll_s: supervisor period; status_timeout_s: an
     actor slower than this to answer a status call is reported ``unresponsive`` (not restarted)."""
 
     cameras_per_actor: int = 2
     extra_sinks: list[dict[str, Any]] = field(default_factory=list)
+    rotate: str = ""
     num_cpus: float = 1.0
     num_gpus: float = 0.0
     poll_s: float = 0.5
@@ -185,6 +193,10 @@ class FleetOptions:
             raise ValueError(f"cameras_per_actor must be >= 1, got {self.cameras_per_actor}")
         if not self.num_cpus >= 0 or not self.num_gpus >= 0:
             raise ValueError(f"num_cpus and num_gpus must be >= 0, got {self.num_cpus}, {self.num_gpus}")
+        if self.rotate:
+            from ..io.live_text import Rotation
+
+            Rotation.parse(self.rotate)
         if not self.poll_s > 0 or not self.status_timeout_s > 0:
             raise ValueError("poll_s and status_timeout_s must be > 0")
 
@@ -243,7 +255,7 @@ class Fleet:
         group.actor = self._actor_class.options(
             num_cpus=self.options.num_cpus, num_gpus=self.options.num_gpus, scheduling_strategy="SPREAD",
             max_concurrency=len(group.cameras) + 2).remote(self.pipeline, str(self.output_dir), self.source_options,
-                                                      self.options.extra_sinks)
+                                                      self.options.extra_sinks, self.options.rotate)
         group.ready = group.actor.warm_up.remote()
         group.where = {}
         group.status = {name: {"state": "starting", "frames": 0, "fps": 0.0, "last_frame_age_s": None,
