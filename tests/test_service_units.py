@@ -58,3 +58,18 @@ def test_status_counts_frames_drops_and_failed_sources():
     assert snapshot["sources_failed"] == 1 and status.healthy()
     status.on_source_state(1, SourceState("failed", "gone"))
     assert not status.healthy()
+
+
+def test_rotated_segments_publish_whole_lines_and_their_partial_is_known_for_cleanup(tmp_path):
+    from streampose.io.live_text import RotatingFile
+    from streampose.io.outputs import partial_files
+
+    target = RotatingFile(tmp_path / "poses.jsonl", "JSON-lines file", Rotation(max_bytes=20))
+    spec = {"type": "jsonl_writer", "path": str(tmp_path / "poses.jsonl"), "rotate": "20B"}
+    for i in range(5):
+        target.write(f'{{"frame":{i}}}\n')  # 12 bytes: one line per segment of at most 20 bytes
+    assert [p.name for p in partial_files(spec)] == [".poses.000005.partial.jsonl"]
+    target.finish()
+    assert partial_files(spec) == []
+    segments = sorted(tmp_path.glob("poses.*.jsonl"))
+    assert [p.read_text() for p in segments] == [f'{{"frame":{i}}}\n' for i in range(5)]

@@ -103,6 +103,9 @@ def partial_files(spec: dict[str, Any]) -> list[Path]:
     path_ = Path(path).expanduser()
     sources = int(spec.get("sources", 1))
     if kind in ("jsonl_writer", "csv_writer"):
+        if spec.get("rotate"):  # the segment being written: .name.000007.partial.ext
+            folder = path_.parent if str(path_.parent) else Path(".")
+            return sorted(folder.glob(f".{path_.stem}.[0-9]*.partial{path_.suffix}"))
         return [partial_path(path_)]
     if kind == "video_writer":
         # a sink told of one source still names an unannounced extra one ``.srcN`` (see sinks.py)
