@@ -136,6 +136,18 @@ def build_parser() -> argparse.ArgumentParser:
                     help="most pixels per frame (width x height) a source may claim; larger images, videos or "
                          f"streams are refused before decoding (default {defaults.max_pixels})")
     net.add_argument("--webcam-size", metavar="WxH", help="frame size asked from a webcam, e.g. 1280x720")
+    fleet = parser.add_argument_group("camera fleet on a Ray cluster (needs the ray extra)")
+    fleet.add_argument("--ray", action="store_true",
+                       help="spread the --source cameras over supervised Ray actors; one --output FOLDER/ "
+                            "receives per-camera JSON lines, status.json and metrics.prom")
+    fleet.add_argument("--ray-address", metavar="ADDR",
+                       help="join a running cluster ('auto' or HOST:PORT) instead of starting a local Ray")
+    fleet.add_argument("--cameras-per-actor", type=positive_int, default=2, metavar="N",
+                       help="cameras run by one actor (default %(default)s)")
+    fleet.add_argument("--actor-cpus", type=float, default=1.0, metavar="N",
+                       help="CPUs reserved per actor, fractions allowed (default 1)")
+    fleet.add_argument("--actor-gpus", type=float, default=0.0, metavar="N",
+                       help="GPUs per actor, fractions allowed (default 0)")
     out = parser.add_argument_group("messages")
     out.add_argument("-v", "--verbose", action="store_true", help="debug messages")
     out.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only, no summary")
@@ -208,6 +220,7 @@ def resolve_pipeline_name(name: str) -> str:
 #: ``streampose NAME ...`` → the module whose ``main(argv)`` runs that command.
 SUBCOMMANDS: dict[str, str] = {
     "models": "streampose.models_command",
+    "batch": "streampose.distributed.cli",  # a corpus on a Ray cluster (the ray extra)
 }
 
 
@@ -238,6 +251,10 @@ def run_command(argv: Sequence[str]) -> int:
                                    iou=args.iou, classes=args.classes, smooth=args.smooth, batch=args.batch,
                                    half=args.half or None)
         options = source_options(args)
+        if args.ray:
+            from .distributed.cli import run_fleet_command
+
+            return run_fleet_command(args, pipeline, options)
         from .io.outputs import sink_specs
 
         if args.rotate and not any(o != "-" and o.lower().endswith((".jsonl", ".csv")) for o in args.output):

@@ -36,7 +36,8 @@ DEFAULT_OPENER = "streampose.io.sources:open_source"
 def run_pipeline(pipeline: PipelineConfig, sources: list[str], sinks: list[dict[str, Any]] | None = None, *,
                  inline: bool = False, max_frames: int | None = None, source_options: Any = None,
                  opener: str = DEFAULT_OPENER, progress: bool | None = None,
-                 handle_signals: bool = True, observer: RunObserver | None = None) -> RunResult:
+                 handle_signals: bool = True, observer: RunObserver | None = None,
+                 step_builder: Any = None) -> RunResult:
     """Run ``pipeline`` over ``sources`` (``--source`` strings) into ``sinks`` (step specs).
 
     Sinks are appended to the last stage. Every source is opened here first, so
@@ -44,7 +45,10 @@ def run_pipeline(pipeline: PipelineConfig, sources: list[str], sinks: list[dict[
     the process runtime then reopens each in its capture process.
     max_frames: per source. progress: draw a progress bar on stderr (None: when
     it is a terminal and the frame count is known). handle_signals: turn
-    SIGINT/SIGTERM into a graceful stop (main thread only).
+    SIGINT/SIGTERM into a graceful stop (main thread only). step_builder:
+    ``(spec, key_path) -> Step`` used instead of :func:`build_step` for the
+    stages' steps (inline only): a long-lived caller (a Ray actor serving many
+    items) hands out steps whose models it loaded once.
 
     Returns a RunResult (its ``exit_code`` says 0 / 130 / 143, or 2 when a
     source failed during the run). Raises UserError for bad input (exit 2),
@@ -64,6 +68,8 @@ def run_pipeline(pipeline: PipelineConfig, sources: list[str], sinks: list[dict[
 
     if observer is not None and inline:
         raise ValueError("an observer needs the process runtime (inline=False)")
+    if step_builder is not None and not inline:
+        raise ValueError("step_builder needs inline=True (process stages build their own steps)")
     # Opening may take a while (a stream's retries): Ctrl-C here is a plain KeyboardInterrupt.
     opened: list[Any] = []
     start_errors: dict[int, str] = {}
@@ -103,7 +109,8 @@ def run_pipeline(pipeline: PipelineConfig, sources: list[str], sinks: list[dict[
         from .inline_runner import run_inline
 
         with StopSignals(handle_signals) as signals:
-            return run_inline(pipeline, stage_specs, opened, starts, max_frames, bar, signals)
+            return run_inline(pipeline, stage_specs, opened, starts, max_frames, bar, signals,
+                              build=step_builder or build_step)
     for src in opened:
         if src is not None:
             src.close()

@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 import traceback
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -33,8 +33,12 @@ log = logging.getLogger(__name__)
 
 def run_inline(pipeline: PipelineConfig, stage_specs: list[list[dict]], sources: list[Any],
                starts: list[StreamStart], max_frames: int | None, progress: ProgressBar | None,
-               signals: StopSignals) -> RunResult:
-    """Run over already-opened sources (closed here); see :func:`streampose.runtime.run_pipeline`."""
+               signals: StopSignals, build: Callable[..., Any] = build_step) -> RunResult:
+    """Run over already-opened sources (closed here); see :func:`streampose.runtime.run_pipeline`.
+
+    build: ``(spec, key_path) -> Step``, the step factory (``build_step`` unless
+    the caller keeps models loaded across runs).
+    """
     t_start = time.monotonic()
     stats = RunStats(started=t_start)
     result = RunResult(stats, num_sources=len(sources))
@@ -50,7 +54,7 @@ def run_inline(pipeline: PipelineConfig, stage_specs: list[list[dict]], sources:
 
     runners: list[StageRunner] = []
     for i, stage in enumerate(pipeline.stages):
-        steps = [build_step(spec, key_path=f"stages[{i}].steps[{j}]") for j, spec in enumerate(stage_specs[i])]
+        steps = [build(spec, key_path=f"stages[{i}].steps[{j}]") for j, spec in enumerate(stage_specs[i])]
         runners.append(StageRunner(stage.name, steps, stage.batch_size, n, pixels, release,
                                    is_last=i == len(pipeline.stages) - 1, on_stop_request=stop_asked.set))
     capture_stats = [StageStats(f"capture[{i}]") for i in range(n)]
@@ -62,6 +66,7 @@ def run_inline(pipeline: PipelineConfig, stage_specs: list[list[dict]], sources:
     sent = [0] * n
     last = runners[-1]
     active = set(range(n))
+    turn = -1
 
     def feed(items: list[Any]) -> None:
         for runner in runners:
@@ -96,11 +101,18 @@ def run_inline(pipeline: PipelineConfig, stage_specs: list[list[dict]], sources:
                 active.clear()
                 break
             batch: list[Any] = []
-            for i in sorted(active):
+            order = sorted(active)
+            turn = (turn + 1) % len(order)
+            for i in order[turn:] + order[:turn]:  # sources take turns at opening a batch
                 while len(batch) < max_batch:
-                    item = readers[i].get(0)
+                    # An offline source's batches are always full (until its end), whatever the decoding
+                    # speed: batched models give last-bit differences for other batch sizes, and a run must
+                    # give the same results on a busy machine or as a Ray actor as on an idle one.
+                    item = readers[i].get(0 if readers[i].live else 0.1)
                     if item is None:
-                        break
+                        if readers[i].live or signals.reason or stop_asked.is_set():
+                            break
+                        continue
                     if isinstance(item, SourceEnd):
                         if item.crash:
                             raise StageFailed(f"capture[{i}]", item.crash)
