@@ -2,7 +2,11 @@
 
 Topology: capture[i] → stage 0 → stage 1 → … → last stage (steps + sinks).
 Every capture feeds the first stage's queue; each source has its own ring,
-so a blocked offline source never holds slots a live source needs.
+so a blocked offline source never holds slots a live source needs. A stage
+with replicas runs as several processes, one input queue each; frames are
+dealt to them and re-ordered after (:mod:`streampose.runtime.replicas`).
+Math threads are given to the stages by their measured cost and re-balanced
+while the run goes (:mod:`streampose.runtime.threads`).
 
 The parent only coordinates: it creates rings and queues, starts the
 children (spawn), unlinks the rings once every child has attached, then
@@ -17,7 +21,6 @@ from __future__ import annotations
 import logging
 import multiprocessing as mp
 import multiprocessing.connection
-import os
 import queue
 import signal
 import time
@@ -29,9 +32,11 @@ from ..errors import UserError
 from ..records import StreamStart
 from .outcome import RunResult, StageFailed
 from .progress import ProgressBar
+from .replicas import Dealer
 from .ring import FrameRing
 from .signals import StopSignals
 from .stats import RunStats, StageStats
+from .threads import ThreadBalancer
 from .worker import CaptureConfig, Control, StageConfig, child_main
 
 log = logging.getLogger(__name__)
@@ -43,8 +48,8 @@ DRAIN_TIMEOUT_S = 20.0
 
 
 def default_ring_slots(pipeline: PipelineConfig) -> int:
-    """Slots per source: enough for every stage to hold a batch while the next one is queued."""
-    return pipeline.ring_slots or 4 + 2 * sum(s.batch_size for s in pipeline.stages)
+    """Slots per source: enough for every stage process to hold a batch while the next one is queued."""
+    return pipeline.ring_slots or 4 + 2 * sum(s.batch_size * s.replicas for s in pipeline.stages)
 
 
 class _Child:
@@ -79,25 +84,36 @@ def run_processes(pipeline: PipelineConfig, stage_specs: list[list[dict]], start
             rings.append(FrameRing.create(n_slots, slot_shape, free=ctx.Queue()))
         ring_specs = {i: ring.spec for i, ring in enumerate(rings)}
         maxsize = n_slots * n_sources + 2 * n_sources + 8  # never reached: slots bound the packets
-        queues = [ctx.Queue(maxsize) for _ in pipeline.stages]
-        # Stages run side by side: each gets an equal share of the cores for its math threads.
-        cpu_threads = max(1, (os.cpu_count() or 1) // len(pipeline.stages))
+        # One input queue per process of each stage (replicas each have their own).
+        dealers = [Dealer([ctx.Queue(maxsize) for _ in range(stage.replicas)]) for stage in pipeline.stages]
+        slots, next_slot = [], 0
+        for stage in pipeline.stages:
+            slots.append(list(range(next_slot, next_slot + stage.replicas)))
+            next_slot += stage.replicas
+        balancer = ThreadBalancer(ctx, stage_specs, slots)
         for i, stage in enumerate(pipeline.stages):
-            cfg = StageConfig(stage.name, i, stage_specs[i], stage.batch_size, n_sources, ring_specs,
-                              queues[i], queues[i + 1] if i + 1 < len(queues) else None,
-                              pipeline.step_modules, cpu_threads=cpu_threads)
-            children.append(_Child(stage.name, ctx.Process(target=child_main, args=("stage", cfg, control),
-                                                            name=f"streampose {stage.name}", daemon=False)))
+            for r in range(stage.replicas):
+                name = stage.name if stage.replicas == 1 else f"{stage.name}[{r}]"
+                specs = stage_specs[i]
+                if stage.devices:
+                    specs = stage.replica_steps(r) + specs[len(stage.steps):]
+                cfg = StageConfig(name, i, specs, stage.batch_size, n_sources, ring_specs,
+                                  dealers[i].queues[r], dealers[i + 1] if i + 1 < len(dealers) else None,
+                                  pipeline.step_modules, threads=balancer.for_slot(slots[i][r]),
+                                  upstream=pipeline.stages[i - 1].replicas if i else 1,
+                                  replica=r, replicas=stage.replicas)
+                children.append(_Child(name, ctx.Process(target=child_main, args=("stage", cfg, control),
+                                                         name=f"streampose {name}", daemon=False)))
         for i, (start, spec) in enumerate(zip(starts, source_specs)):
             name = f"capture[{i}]"
-            cfg = CaptureConfig(name, i, spec, opener, source_options, start, ring_specs[i], queues[0],
+            cfg = CaptureConfig(name, i, spec, opener, source_options, start, ring_specs[i], dealers[0],
                                 max_frames, pipeline.step_modules)
             children.append(_Child(name, ctx.Process(target=child_main, args=("capture", cfg, control),
                                                      name=f"streampose {name}", daemon=False)))
         for child in children:
             child.process.start()
             log.debug("started %s (pid %d)", child.name, child.process.pid)
-        failure = _supervise(children, control, rings, stats, result, progress, signals)
+        failure = _supervise(children, control, rings, stats, result, progress, signals, balancer)
     except BaseException as e:  # noqa: BLE001 - e.g. KeyboardInterrupt before handlers; abort below
         failure = e
     finally:
@@ -117,7 +133,8 @@ def run_processes(pipeline: PipelineConfig, stage_specs: list[list[dict]], start
 
 
 def _supervise(children: list[_Child], control: Control, rings: list[FrameRing], stats: RunStats,
-               result: RunResult, progress: ProgressBar | None, signals: StopSignals) -> BaseException | None:
+               result: RunResult, progress: ProgressBar | None, signals: StopSignals,
+               balancer: ThreadBalancer) -> BaseException | None:
     """Watch the run until every child exited; returns the failure to raise, if any."""
     unlinked = False
     stop_deadline: float | None = None
@@ -129,6 +146,7 @@ def _supervise(children: list[_Child], control: Control, rings: list[FrameRing],
         failure = _read_messages(children, control, stats, result, progress)
         if failure is not None:
             return failure
+        balancer.rebalance()
         if not unlinked and all(c.ready for c in children):
             for ring in rings:
                 ring.unlink()  # every process has it mapped: from now on nothing can leak
