@@ -15,7 +15,9 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from ..device import check_threads, set_torch_threads
+from typing import Literal
+
+from ..device import check_threads, resolve_precision, set_torch_threads
 from ..errors import ConfigError
 from ..records import Frame, Poses
 from ..step import Step, register_step
@@ -24,6 +26,18 @@ logger = logging.getLogger(__name__)
 
 _DEFAULT_DETECTOR = "weights/light_person_detector_192.pth"
 _DEFAULT_POSE = "weights/movenet_lightning.pth"
+
+
+#: whether ``precision = "auto"`` runs the model in bf16 on a CPU with native bf16: yes where
+#: the COCO AP lost is at most 0.005 (BENCHMARKS.md "CPU precision", scripts/bf16_accuracy.py).
+BF16_DEFAULT_ON_CPU = {"yolox_detector": True, "movenet_pose": True}
+
+
+def _in_precision(network, precision: str, device, bf16_default_on_cpu: bool):
+    """``network`` run in the resolved precision (ConfigError where the device lacks it)."""
+    from ..gpu.acceleration import accelerate_network
+
+    return accelerate_network(network, precision=resolve_precision(precision, device, bf16_default_on_cpu))
 
 
 def _check_fraction(name: str, value: float | None) -> None:
@@ -41,7 +55,11 @@ class YoloxDetectorOptions:
     the light person detector, 416 for YOLOX-Nano); score_threshold /
     nms_threshold: unset: the file's configuration (0.3 / 0.5 for the light
     detector, 0.3 / 0.45 for YOLOX-Nano); threads: torch CPU threads of the
-    process running the step (0: torch's default); device: auto, cpu, cuda, cuda:N.
+    process running the step (0: the runtime's choice, by measured stage
+    cost); device: auto, cpu, cuda, cuda:N; precision: "auto" (bf16 on a CPU with
+    AMX or AVX512-BF16 where the model loses no accuracy in it, see
+    BENCHMARKS.md "CPU precision"; else fp32), "fp32" or "bf16" (refused on
+    CPUs without native bf16).
     """
 
     weights: str = _DEFAULT_DETECTOR
@@ -50,6 +68,7 @@ class YoloxDetectorOptions:
     nms_threshold: float | None = None
     threads: int = 0
     device: str = "auto"
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
 
     def __post_init__(self) -> None:
         if self.img_size is not None and (self.img_size < 32 or self.img_size % 32):
@@ -78,6 +97,8 @@ class YoloxDetectorStep(Step):
         set_torch_threads(o.threads)
         self.detector = YoloxDetector.from_weights(o.weights, img_size=o.img_size, score_threshold=o.score_threshold,
                                                    nms_threshold=o.nms_threshold, device=resolve_device(o.device))
+        self.detector.net = _in_precision(self.detector.net, o.precision, self.detector.device,
+                                          BF16_DEFAULT_ON_CPU["yolox_detector"])
 
     def process(self, frames: list[Frame]) -> list[Frame]:
         if self.detector is None:
@@ -102,8 +123,12 @@ class MoveNetPoseOptions:
     boxes 0.532 against the float network's 0.590); needs
     ``<weights stem>_quant.pth`` beside the weights, written by the same script; max_batch: most person
     crops per forward pass (a flip test doubles it); threads: torch CPU
-    threads of the process running the step (0: torch's default); device:
-    auto, cpu, cuda, cuda:N.
+    threads of the process running the step (0: the runtime's choice, by
+    measured stage cost); device: auto, cpu, cuda, cuda:N; precision: "auto" (bf16 on a CPU with
+    AMX or AVX512-BF16 where the model loses no accuracy in it, see
+    BENCHMARKS.md "CPU precision"; else fp32), "fp32" or "bf16" (refused on
+    CPUs without native bf16).
+    Ignored with ``quantized``.
     """
 
     weights: str = _DEFAULT_POSE
@@ -112,6 +137,7 @@ class MoveNetPoseOptions:
     max_batch: int = 32
     threads: int = 0
     device: str = "auto"
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
 
     def __post_init__(self) -> None:
         if self.max_batch < 1:
@@ -144,6 +170,9 @@ class MoveNetPoseStep(Step):
         set_torch_threads(o.threads)
         model = load_movenet_topdown(o.weights, flip_test=o.flip_test, quantized=o.quantized,
                                      device=resolve_device(o.device))
+        if not o.quantized:  # the int8-faithful network is exact by design: it stays as it is
+            model.network = _in_precision(model.network, o.precision, model.device,
+                                          BF16_DEFAULT_ON_CPU["movenet_pose"])
         self.estimator = TopDownEstimator(model, max_batch=o.max_batch)
 
     def process(self, frames: list[Frame]) -> list[Frame]:

@@ -14,10 +14,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from ..device import check_threads, set_torch_threads
+from ..device import check_threads, resolve_precision, set_torch_threads
 from ..errors import ConfigError
 from ..records import Frame
 from ..step import Step, register_step
+
+
+#: ``precision = "auto"`` runs YOLOv5 in bf16 on CPUs with native bf16 (BENCHMARKS.md "CPU precision").
+BF16_DEFAULT_ON_CPU = True
 
 
 @dataclass
@@ -32,9 +36,11 @@ class YoloV5DetectorOptions:
     letterbox: "rect" (smallest multiple of 32, faster) or "square"; fuse:
     fold BatchNorm into the convolutions; half: fp16 on CUDA (ignored with a
     warning on CPU); threads: torch CPU threads of the stage's process (0:
-    torch's default; 1 is fastest on a busy or small CPU, see BENCHMARKS.md);
+    the runtime's choice, by measured stage cost);
     device: auto, cpu, cuda, cuda:N; cudnn_benchmark: cuDNN autotuning of
-    the convolutions (CUDA; set in start()).
+    the convolutions (CUDA; set in start()); precision: CPU bf16 (AMX or
+    AVX512-BF16 only; "auto": bf16 there when it loses no accuracy, see
+    BENCHMARKS.md "CPU precision"), fp16 on CUDA is ``half``.
     """
 
     weights: str
@@ -49,6 +55,7 @@ class YoloV5DetectorOptions:
     threads: int = 0
     device: str = "auto"
     cudnn_benchmark: bool = False
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
 
     def __post_init__(self) -> None:
         if self.img_size < 32 or self.img_size % 32:
@@ -90,6 +97,11 @@ class YoloV5DetectorStep(Step):
                 fuse=o.fuse, half=o.half, device=o.device)
         except ValueError as e:  # an option the checkpoint rules out (e.g. img_size for a stride-64 model)
             raise ConfigError(f"yolov5_detector: {e}") from e
+        if not self.detector.half:
+            from ..gpu.acceleration import accelerate_network
+
+            precision = resolve_precision(o.precision, self.detector.device, BF16_DEFAULT_ON_CPU)
+            self.detector.network = accelerate_network(self.detector.network, precision=precision)
 
     def process(self, frames: list[Frame]) -> list[Frame]:
         if self.detector is None:

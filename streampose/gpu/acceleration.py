@@ -67,6 +67,13 @@ class AcceleratedNetwork(torch.nn.Module):
         if self.channels_last:
             network.to(memory_format=torch.channels_last)
 
+    def __getattr__(self, name: str):
+        # The wrapped network's own attributes (e.g. MoveNet's decode_rounding) stay reachable.
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(self._modules["inner"], name)
+
     def forward(self, x):
         if self.channels_last and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
