@@ -184,7 +184,7 @@ def standalone_pose(pose_weights: Path, batch: int, args, device, precision: str
     import torch
 
     from streampose.gpu.acceleration import accelerate_network, configure_cudnn
-    from streampose.models.hrnet_checkpoints import load_pose_model
+    from streampose.models.hrnet.checkpoints import load_pose_model
 
     configure_cudnn(device.type == "cuda")
     network, _ = load_pose_model(pose_weights, device=device)

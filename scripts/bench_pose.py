@@ -37,7 +37,7 @@ def _estimator(args):
     from streampose.models import build_model
     from streampose.topdown.crops import CropSpec
     from streampose.topdown.estimator import TopDownEstimator
-    from streampose.topdown.models import HeatmapTopDownModel, SimDRTopDownModel
+    from streampose.models.hrnet.topdown import HeatmapTopDownModel, SimDRTopDownModel
 
     device = resolve_device(args.device)
     if args.weights:

@@ -181,7 +181,7 @@ class DemoLoop:
     def __init__(self, det_weights: str, pose_weights: Path) -> None:
         import torch
 
-        from streampose.models.hrnet_checkpoints import load_pose_model
+        from streampose.models.hrnet.checkpoints import load_pose_model
         from streampose.models.yolov5.detector import YoloV5Detector
 
         self.detector = YoloV5Detector.from_checkpoint(det_weights, img_size=640, conf_threshold=0.4,
@@ -194,7 +194,7 @@ class DemoLoop:
         import torch
 
         from streampose.topdown.crops import HRNET_CROP, get_affine_transform, transform_preds, xyxy_to_center_scale
-        from streampose.topdown.heatmap_decode import decode_heatmaps
+        from streampose.models.hrnet.heatmap_decode import decode_heatmaps
 
         detections = self.detector.detect([image])[0]
         people = detections.xyxy[detections.class_ids == 0]
@@ -400,8 +400,8 @@ def crops_per_s(network, batch: int, size_hw: tuple[int, int], precision: str, r
 def part_d(args, folder: Path) -> dict:
     import torch
 
-    from streampose.models.hrnet_checkpoints import load_pose_model
-    from streampose.models.movenet_topdown import load_movenet_topdown
+    from streampose.models.hrnet.checkpoints import load_pose_model
+    from streampose.models.movenet.topdown import load_movenet_topdown
 
     torch.set_num_threads(CORES)
     hrnet, _ = load_pose_model(recipe_hrnet_w32(folder), device=torch.device("cpu"))

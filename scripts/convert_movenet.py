@@ -5,7 +5,7 @@ dependency), dequantizes every convolution's int8 weights and int32 biases
 with their per-channel scales and zero points, converts the layouts from
 TensorFlow's (O, kh, kw, I) / depthwise (1, kh, kw, C) to PyTorch's, and pairs
 the graph's convolutions, in graph order, with the modules of
-:class:`streampose.models.movenet.MoveNetNet`. Every pair is checked (tensor
+:class:`streampose.models.movenet.network.MoveNetNet`. Every pair is checked (tensor
 name, shape, stride, activation), and the constants our decoder re-implements
 (input normalisation, distance bias, output scale) are checked against the
 graph, before anything is written.
@@ -15,7 +15,7 @@ graph, before anything is written.
 
 The second file holds the (scale, zero point) of every int8 tensor the graph
 rounds to, by our module path, for the int8-faithful mode
-(:mod:`streampose.models.movenet_int8`).
+(:mod:`streampose.models.movenet.int8`).
 
 The result loads with ``torch.load(path, weights_only=True)``.
 """
@@ -33,7 +33,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(REPO_ROOT))
 
-from streampose.models.movenet import _TAPS, build_movenet  # noqa: E402
+from streampose.models.movenet.network import _TAPS, build_movenet  # noqa: E402
 
 SOURCE = REPO_ROOT.parent / "shared" / "weights" / "movenet_singlepose_lightning_int8.tflite"
 OUTPUT = REPO_ROOT / "weights" / "movenet_lightning.pth"
@@ -148,7 +148,7 @@ class TFLiteGraph:
 
 def check_decoding_constants(graph: TFLiteGraph) -> None:
     """The constants that movenet.py / movenet_decode.py hard-code, as the graph has them."""
-    from streampose.models.movenet_decode import DISTANCE_BIAS
+    from streampose.models.movenet.decode import DISTANCE_BIAS
 
     checks = {"truediv_1;truediv_1/y": (1 / 127.5, 1e-6), "sub_1/y": (1.0, 1e-6),
               "add_1/y": (DISTANCE_BIAS, 1e-6), "Reshape_13": (1 / 48, 1e-6)}
@@ -209,7 +209,7 @@ def convert(source: Path) -> dict[str, torch.Tensor]:
 
 def quantization(source: Path) -> dict[str, torch.Tensor]:
     """``{rounding point: float64 tensor([scale, zero_point])}`` for :class:`MoveNetInt8`; ValueError on any mismatch."""
-    from streampose.models.movenet_int8 import DECODE_TENSORS, quantization_points
+    from streampose.models.movenet.int8 import DECODE_TENSORS, quantization_points
 
     graph = TFLiteGraph(source)
     ops = list(graph.operators())

@@ -2,7 +2,7 @@
 
 Reads the convolution weights from the ONNX graph (the ``onnx`` package, a
 conversion-only dependency) and pairs them, in execution order, with the
-convolutions of :class:`streampose.models.yolox.YoloxNet`; every pair is
+convolutions of :class:`streampose.models.yolox.network.YoloxNet`; every pair is
 checked for shape, groups, stride and padding before anything is written.
 
     python scripts/convert_yolox.py                      # both bundled detectors
@@ -24,7 +24,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(REPO_ROOT))
 
-from streampose.models.yolox import build_yolox  # noqa: E402
+from streampose.models.yolox.network import build_yolox  # noqa: E402
 
 SHARED_WEIGHTS = REPO_ROOT.parent / "shared" / "weights"
 

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError
+from .errors import ConfigError, UserError
 from .paths import PROJECT_ROOT, resolve_path
 from .step import build_step, registered_step_types
 
@@ -250,8 +250,9 @@ def apply_overrides(config: PipelineConfig, *, device: str | None = None, det_mo
                 cls = step_class(spec)
                 if cls is not None and cls.role == role:
                     if option == "weights":
-                        spec = stage.steps[index] = _step_for_weights(spec, role, str(value), flag)
-                    spec[option] = value
+                        stage.steps[index] = _step_for_weights(spec, role, str(value), flag)
+                    else:
+                        spec[option] = value
                     hits += 1
         if not hits:
             raise ConfigError(f"{flag}: pipeline {config.name!r} has no {role} step; "
@@ -271,22 +272,56 @@ _PORTABLE_OPTIONS = ("device", "threads")
 
 
 def _step_for_weights(spec: dict[str, Any], role: str, weights: str, flag: str) -> dict[str, Any]:
-    """``spec``, or a spec of the step type that reads ``weights`` when the file is of another kind.
+    """The step spec that runs ``weights`` (a registry name or a weights file) in place of ``spec``.
 
-    Lets ``--det-model crowdhuman_yolov5m.pt --pose-model pose_hrnet_w32_256x192.pth``
-    work with any pipeline, as in the original top-down demo.
+    The file is recognised by its contents (:mod:`streampose.models.recognise`),
+    so ``--det-model crowdhuman_yolov5m.pt --pose-model pose_hrnet_w32_256x192.pth``
+    works with any pipeline, as in the original top-down demo. Raises
+    ConfigError for a model of the other role ("... is a person detector
+    checkpoint (YOLOv5); pass it with --det-model") and UserError for a
+    missing file, naming the family it is expected to be when the name says so.
     """
-    from .weights_kind import STEP_FOR_KIND, weights_kind
+    from .models import registry
+    from .models.recognise import recognise
 
-    new_type = STEP_FOR_KIND.get(weights_kind(resolve_path(weights)) or "")
-    new_cls = registered_step_types().get(new_type or "")
-    if new_cls is None or new_type == spec.get("type") or new_cls.role != role:
-        return spec
+    roles = ("detector",) if role == "detector" else ("topdown", "bottomup")
+    if weights in registry.MODELS:
+        entry = registry.MODELS[weights]
+        if entry.role not in roles:
+            raise ConfigError(f"{flag}: {weights!r} is a {registry.ROLE_WORDS[entry.role]} model "
+                              f"({entry.family_info.title}); pass it with {registry.ROLE_FLAGS[entry.role]}")
+        if not entry.present:
+            raise UserError(f"{flag}: {entry.family_info.title} weights of {weights!r} not found at {entry.weights}; "
+                            f"{entry.how_to_get()} ({entry.family_info.weights_help})")
+        return _swapped(spec, entry.step_spec(), flag, weights)
+    path = resolve_path(weights)
+    if not path.is_file():
+        expected = registry.entry_for_file_name(weights)
+        if expected is not None:
+            raise UserError(f"{flag}: {expected.family_info.title} weights {weights!r} not found; "
+                            f"{expected.how_to_get()} ({expected.family_info.weights_help})")
+        names = ", ".join(e.name for e in registry.entries("detector" if role == "detector" else "pose"))
+        raise UserError(f"{flag}: {weights!r} is neither a weights file nor a model name; give a path or one of: "
+                        f"{names} (see `streampose models`)")
+    found = recognise(path)
+    if found is None:
+        return {**spec, "weights": weights}  # the step's loader says what is wrong with the file
+    if found.role not in roles:
+        raise ConfigError(f"{flag}: {weights} is {found.describe()}; pass it with {registry.ROLE_FLAGS[found.role]}")
+    new_type = found.family_info.step_type
+    if new_type == spec.get("type"):
+        return {**spec, "weights": weights}
+    return _swapped(spec, {"type": new_type, "weights": weights}, flag, weights)
+
+
+def _swapped(spec: dict[str, Any], new: dict[str, Any], flag: str, weights: str) -> dict[str, Any]:
+    """``new`` plus the options of ``spec`` that carry over to any model step."""
+    new_cls = registered_step_types()[new["type"]]
     option_names = {f.name for f in dataclasses.fields(new_cls.Options)}
-    swapped = {"type": new_type, **{k: spec[k] for k in _PORTABLE_OPTIONS if k in spec and k in option_names}}
-    logger.info("%s: %s holds %s weights; running step %s instead of %s",
-                flag, weights, new_type, new_type, spec.get("type"))
-    return swapped
+    carried = {k: spec[k] for k in _PORTABLE_OPTIONS if k in spec and k in option_names}
+    if new["type"] != spec.get("type"):
+        logger.info("%s: %s runs in step %s instead of %s", flag, weights, new["type"], spec.get("type"))
+    return {**new, **carried}
 
 
 def import_step_modules(modules: list[str], key_path: str = "step_modules") -> None:

@@ -179,7 +179,7 @@ def test_step_options_are_checked(option, value):
 
 @pytest.mark.parametrize("name", ["bottomup_higherhrnet_w32_512", "bottomup_higherhrnet_w32_640",
                                   "bottomup_higherhrnet_w48_640"])
-def test_pipelines_use_the_bottomup_step(name):
+def test_pipelines_use_the_bottomup_step(name, tmp_path):
     from streampose.config import apply_overrides, load_pipeline
 
     config = load_pipeline(name)
@@ -187,6 +187,8 @@ def test_pipelines_use_the_bottomup_step(name):
     assert pose["type"] == "higherhrnet_pose" and pose["weights"].startswith("weights/pose_higher_hrnet_")
     assert name.split("_", 2)[2] in pose["weights"]
     assert [s["type"] for s in config.stages[-1].steps] == ["iou_tracker", "draw"]
-    overridden = apply_overrides(config, pose_model="other.pth", device="cpu")
-    assert overridden.stages[0].steps[0]["weights"] == "other.pth"
+    other = tmp_path / "other.pth"
+    other.write_bytes(b"not recognised: the step's loader reports it")
+    overridden = apply_overrides(config, pose_model=str(other), device="cpu")
+    assert overridden.stages[0].steps[0]["weights"] == str(other)
     assert overridden.stages[0].steps[0]["device"] == "cpu"

@@ -80,13 +80,15 @@ def _model_pipeline():
                     ("pose", [{"type": "test_pose"}, {"type": "draw"}]))
 
 
-def test_overrides_reach_the_steps_with_that_role():
+def test_overrides_reach_the_steps_with_that_role(tmp_path):
     original = _model_pipeline()
-    p = apply_overrides(original, device="cpu", det_model="weights/det.pt", img_size=320,
-                        pose_model="weights/pose.pth")
-    assert p.stages[0].steps == [{"type": "test_detector", "weights": "weights/det.pt", "img_size": 320,
+    det, pose = tmp_path / "det.pt", tmp_path / "pose.pth"
+    det.write_bytes(b"weights of a step the recogniser does not know")
+    pose.write_bytes(b"weights of a step the recogniser does not know")
+    p = apply_overrides(original, device="cpu", det_model=str(det), img_size=320, pose_model=str(pose))
+    assert p.stages[0].steps == [{"type": "test_detector", "weights": str(det), "img_size": 320,
                                   "device": "cpu"}]
-    assert p.stages[1].steps == [{"type": "test_pose", "weights": "weights/pose.pth", "device": "cpu"},
+    assert p.stages[1].steps == [{"type": "test_pose", "weights": str(pose), "device": "cpu"},
                                  {"type": "draw"}]  # draw has no device option
     assert original.stages[0].steps == [{"type": "test_detector"}]  # the original is untouched
     assert p.stages[0].batch_size == 4 and p.step_modules == [STEPS_FILE]

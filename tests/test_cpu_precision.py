@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from streampose import device as device_module
-from streampose.builtin_steps import default_models, yolov5
+from streampose.builtin_steps import movenet, yolov5, yolox
 from streampose.device import cpu_bf16_support, resolve_precision
 from streampose.errors import ConfigError
 from streampose.step import build_step
@@ -51,8 +51,8 @@ def test_bf16_default_follows_the_measured_accuracy_table(shared_dir):
 
     rows = {row.model: row for row in accuracy_table(shared_dir)}
     print(markdown(list(rows.values())))
-    defaults = {"movenet_pose (bundled MoveNet Lightning)": default_models.BF16_DEFAULT_ON_CPU["movenet_pose"],
-                "light_person_detector (bundled)": default_models.BF16_DEFAULT_ON_CPU["yolox_detector"],
+    defaults = {"movenet_pose (bundled MoveNet Lightning)": movenet.BF16_DEFAULT_ON_CPU,
+                "light_person_detector (bundled)": yolox.BF16_DEFAULT_ON_CPU,
                 "yolov5n.pt": yolov5.BF16_DEFAULT_ON_CPU}
     assert set(rows) == set(defaults)
     for name, row in rows.items():

@@ -24,9 +24,9 @@ import numpy as np
 import pytest
 import torch
 
-from streampose.models.movenet import VARIANTS, MoveNetSinglePose, build_movenet
-from streampose.models.movenet_decode import decode_single_pose
-from streampose.models.movenet_int8 import DECODE_TENSORS, MoveNetInt8
+from streampose.models.movenet.network import VARIANTS, MoveNetSinglePose, build_movenet
+from streampose.models.movenet.decode import decode_single_pose
+from streampose.models.movenet.int8 import DECODE_TENSORS, MoveNetInt8
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 REPO = Path(__file__).resolve().parents[1]
@@ -224,7 +224,7 @@ def test_every_variant_builds_and_runs(variant):
 
 def test_topdown_adapter_int8_mode_gives_the_runtime_keypoints(interpreter, crops):
     """The estimator's adapter, fed crops normalised as its CropSpec says, in int8 mode."""
-    from streampose.models.movenet_topdown import load_movenet_topdown
+    from streampose.models.movenet.topdown import load_movenet_topdown
 
     model = load_movenet_topdown(REPO / "weights" / "movenet_lightning.pth", quantized=True)
     spec = model.crop

@@ -138,7 +138,7 @@ def test_bundled_sample_runs_through_the_default_pipeline(tmp_path):
 
 def test_flip_test_is_mirror_symmetric(shared_dir):
     """With the flip test, a mirrored crop gives exactly the mirrored keypoints (left/right swapped)."""
-    from streampose.models.movenet_topdown import load_movenet_topdown
+    from streampose.models.movenet.topdown import load_movenet_topdown
     from streampose.records import COCO_FLIP_INDEX
     from streampose.topdown.crops import normalize_crops
 

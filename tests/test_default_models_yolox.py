@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from streampose.errors import CheckpointError, UserError
-from streampose.models.yolox import VARIANTS, build_yolox
-from streampose.models.yolox_detector import BUNDLED_DETECTORS, YoloxDetector
+from streampose.models.yolox.network import VARIANTS, build_yolox
+from streampose.models.yolox.detector import BUNDLED_DETECTORS, YoloxDetector
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 REPO = Path(__file__).resolve().parents[1]
@@ -67,7 +67,7 @@ def test_boxes_match_onnxruntime(shared_dir, onnx_file, pth_file):
     detector = YoloxDetector.from_weights(REPO / "weights" / pth_file, device="cpu")
     images = [cv2.imread(str(shared_dir / "coco" / name)) for name in COCO_IMAGES]
     ious, total = [], 0
-    for image, ours in zip(images, detector.predict_batch(images)):
+    for image, ours in zip(images, detector.detect(images)):
         ref = _reference_boxes(session, image, meta.img_size, meta.score_threshold, meta.nms_threshold)
         assert len(ours) == len(ref)
         total += len(ref)

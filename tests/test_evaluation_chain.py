@@ -30,7 +30,7 @@ from streampose.evaluation.runner import run_coco_evaluation
 from streampose.records import COCO_FLIP_INDEX
 from streampose.topdown.crops import HRNET_CROP, affine_points, crop_transforms, warp_crops, xyxy_to_center_scale
 from streampose.topdown.estimator import TopDownEstimator
-from streampose.topdown.models import HeatmapTopDownModel
+from streampose.models.hrnet.topdown import HeatmapTopDownModel
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -77,7 +77,7 @@ def test_batch_of_several_frames_keeps_row_order(shared_dir):
 
 def test_keypoints_through_recipe_hrnet(shared_dir):
     """Recipe HRNet-w32 on 5 COCO people: keypoints from device crops equal those from cv2 crops, or a near-tie."""
-    from streampose.topdown.heatmap_decode import decode_heatmaps
+    from streampose.models.hrnet.heatmap_decode import decode_heatmaps
 
     image, xyxy = coco_people(shared_dir)[2]
     transforms = _transforms(xyxy)

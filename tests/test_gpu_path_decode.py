@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from gpu_path_helpers import CUDA_REASON
-from streampose.topdown.device_decode import decode_heatmaps_on_device, decode_simdr_on_device
-from streampose.topdown.heatmap_decode import decode_heatmaps
-from streampose.topdown.simdr_decode import decode_simdr
+from streampose.models.hrnet.device_decode import decode_heatmaps_on_device, decode_simdr_on_device
+from streampose.models.hrnet.heatmap_decode import decode_heatmaps
+from streampose.models.hrnet.simdr_decode import decode_simdr
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 

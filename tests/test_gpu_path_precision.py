@@ -19,8 +19,8 @@ from streampose.gpu.acceleration import AcceleratedNetwork, accelerate_network, 
 from streampose.gpu.transfer import FrameUploader
 from streampose.topdown.crops import HRNET_CROP, build_crop_batch, crop_transforms, xyxy_to_center_scale
 from streampose.topdown.estimator import TopDownEstimator
-from streampose.topdown.heatmap_decode import decode_heatmaps
-from streampose.topdown.models import HeatmapTopDownModel
+from streampose.models.hrnet.heatmap_decode import decode_heatmaps
+from streampose.models.hrnet.topdown import HeatmapTopDownModel
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -20,7 +20,7 @@ import torch
 from hrnet_recipe import one_torch_thread  # noqa: F401
 from streampose.errors import CheckpointError, UserError
 from streampose.models import load_pose_model
-from streampose.models.hrnet_checkpoints import read_state_dict
+from streampose.models.hrnet.checkpoints import read_state_dict
 
 # manifest → (our name, family, head, width, file variant)
 MANIFESTS = {

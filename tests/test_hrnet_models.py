@@ -11,7 +11,7 @@ import torch
 from hrnet_recipe import one_torch_thread  # noqa: F401
 from scripts.make_recipe_weights import load_layout, recipe_rule, recipe_sha256, recipe_state_dict
 from streampose.models import HRNET_MODELS, build_model
-from streampose.models.hrnet import HigherHRNetHeadSpec, HRNetSpec, PoseNetSpec, SimDRHeadSpec, build_network
+from streampose.models.hrnet.network import HigherHRNetHeadSpec, HRNetSpec, PoseNetSpec, SimDRHeadSpec, build_network
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -15,8 +15,8 @@ import pytest
 
 from streampose.topdown.crops import affine_points, crop_transforms, transform_preds, xywh_to_center_scale
 from streampose.topdown.estimator import person_scores
-from streampose.topdown.heatmap_decode import dark_refine, decode_heatmaps, get_max_preds, quarter_offset
-from streampose.topdown.simdr_decode import decode_simdr
+from streampose.models.hrnet.heatmap_decode import dark_refine, decode_heatmaps, get_max_preds, quarter_offset
+from streampose.models.hrnet.simdr_decode import decode_simdr
 
 SIGMA = 2.0
 # COCO keypoint OKS sigmas (pycocotools cocoeval.py, Params.setKpParams).

@@ -10,8 +10,8 @@ from hrnet_recipe import one_torch_thread  # noqa: F401
 from streampose.records import Poses
 from streampose.topdown.crops import CropSpec
 from streampose.topdown.estimator import TopDownEstimator, person_scores
-from streampose.topdown.models import CropKeypoints, HeatmapTopDownModel, SimDRTopDownModel
-from streampose.models.hrnet import HeatmapHeadSpec, HRNetSpec, PoseNetSpec, SimDRHeadSpec, build_network
+from streampose.models.hrnet.topdown import CropKeypoints, HeatmapTopDownModel, SimDRTopDownModel
+from streampose.models.hrnet.network import HeatmapHeadSpec, HRNetSpec, PoseNetSpec, SimDRHeadSpec, build_network
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -28,10 +28,10 @@ from streampose.topdown.crops import (
     xywh_to_center_scale,
 )
 from streampose.topdown.estimator import TopDownEstimator
-from streampose.topdown.flip import average_heatmaps, flip_back_heatmaps, flip_back_simdr
-from streampose.topdown.heatmap_decode import decode_heatmaps, get_max_preds
-from streampose.topdown.models import HeatmapTopDownModel, SimDRTopDownModel
-from streampose.topdown.simdr_decode import decode_simdr, simdr_probabilities
+from streampose.models.hrnet.flip import average_heatmaps, flip_back_heatmaps, flip_back_simdr
+from streampose.models.hrnet.heatmap_decode import decode_heatmaps, get_max_preds
+from streampose.models.hrnet.topdown import HeatmapTopDownModel, SimDRTopDownModel
+from streampose.models.hrnet.simdr_decode import decode_simdr, simdr_probabilities
 
 COORD_TOLERANCE_PX = 1e-3
 

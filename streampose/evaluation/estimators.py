@@ -32,65 +32,66 @@ BOTTOM_UP_STEP_TYPES = frozenset({"higherhrnet_pose"})
 
 
 def checkpoint_kind(path: str | Path) -> EstimatorKind:
-    """Whether an HRNet-family checkpoint is top-down (HRNet, SimDR) or bottom-up (HigherHRNet).
+    """Whether a pose checkpoint is top-down (HRNet, SimDR, MoveNet) or bottom-up (HigherHRNet).
 
-    Raises UserError / CheckpointError for a missing or unrecognised file.
+    Raises UserError for a missing file or one that is not a pose checkpoint
+    (a detector's says so and names ``--det-model``).
     """
-    from ..models.hrnet_checkpoints import identify, read_state_dict
+    return _recognised(path, ("topdown", "bottomup"), "--pose-model").role  # type: ignore[return-value]
 
-    spec = identify(read_state_dict(path), path)
-    return "bottomup" if spec.head.kind == "higherhrnet" else "topdown"
+
+def _recognised(path: str | Path, roles: tuple[str, ...], flag: str):
+    """The one recogniser's answer for a file that must be of one of ``roles``."""
+    from ..models.recognise import recognise
+    from ..models.registry import ROLE_FLAGS
+    from ..paths import existing_file
+
+    file = existing_file(path, "weights", "see `streampose models` for where each model's weights come from")
+    found = recognise(file)
+    if found is None:
+        raise UserError(f"{path}: not a checkpoint of any known model family (see `streampose models`)")
+    if found.role not in roles:
+        raise UserError(f"{path} is {found.describe()}, not what {flag} takes; pass it with {ROLE_FLAGS[found.role]}")
+    return found
 
 
 def estimator_from_checkpoint(path: str | Path, *, flip_test: bool = True,
                               device: str = "auto") -> tuple[Any, EstimatorKind]:
-    """The library's estimator for an HRNet-family checkpoint, and its kind.
+    """The library's estimator for a pose checkpoint, and its kind.
 
-    HRNet / SimDR → ``(TopDownEstimator, "topdown")``; HigherHRNet →
+    HRNet / SimDR / MoveNet → ``(TopDownEstimator, "topdown")``; HigherHRNet →
     ``(HigherHRNetEstimator, "bottomup")`` with the model's own input size.
     Raises UserError / CheckpointError (one line) for a missing or unfit file.
     """
-    if checkpoint_kind(path) == "bottomup":
+    from ..device import resolve_device
+
+    found = _recognised(path, ("topdown", "bottomup"), "--pose-model")
+    if found.role == "bottomup":
         from ..bottomup.estimator import HigherHRNetEstimator
 
         return HigherHRNetEstimator.from_checkpoint(path, flip_test=flip_test, device=device), "bottomup"
+    from ..models.registry import build
     from ..topdown.estimator import TopDownEstimator
 
-    return TopDownEstimator.from_checkpoint(path, flip_test=flip_test, device=device), "topdown"
+    model = build(found.model_name, weights=path, device=resolve_device(device), flip_test=flip_test)
+    return TopDownEstimator(model), "topdown"
 
 
 def detector_from_weights(path: str | Path, *, img_size: int | None = None, score_threshold: float | None = None,
                           device: str = "auto"):
-    """A person detector from weights: a YOLOv5 checkpoint (``.pt``) or a converted YOLOX state dict.
+    """A person detector (:class:`~streampose.models.protocols.Detector`, plus ``predict(image)``) from weights.
 
-    img_size, score_threshold: None keeps the detector's own defaults.
+    Any detector checkpoint the recogniser knows: a YOLOv5 ``.pt``, a converted
+    YOLOX state dict. img_size, score_threshold: None keeps the detector's own defaults.
     """
     from ..device import resolve_device
 
-    if Path(path).suffix == ".pt":
-        from ..models.yolov5.detector import YoloV5Detector
+    from ..models.registry import build
 
-        kwargs: dict[str, Any] = {"device": device}
-        if img_size is not None:
-            kwargs["img_size"] = img_size
-        if score_threshold is not None:
-            kwargs["conf_threshold"] = score_threshold
-        detector = YoloV5Detector.from_checkpoint(path, **kwargs)
-        return _DetectWrapper(detector)
-    from ..models.yolox_detector import YoloxDetector
-
-    return YoloxDetector.from_weights(path, img_size=img_size, score_threshold=score_threshold,
-                                      device=resolve_device(device))
-
-
-@dataclass
-class _DetectWrapper:
-    """``detect([image])[0]`` as ``predict(image)``."""
-
-    detector: Any
-
-    def predict(self, image: np.ndarray) -> Detections:
-        return self.detector.detect([image])[0]
+    found = _recognised(path, ("detector",), "--det-model")
+    options = {"img_size": img_size, "score_threshold": score_threshold}
+    return build(found.model_name, weights=path, device=resolve_device(device),
+                 **{k: v for k, v in options.items() if v is not None})
 
 
 def _frame(image: np.ndarray, index: int, detections: Detections | None = None) -> Frame:

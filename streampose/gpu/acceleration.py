@@ -83,6 +83,14 @@ class AcceleratedNetwork(torch.nn.Module):
             return _float32(self.inner(x))
 
 
+def network_in_precision(network, precision: str, device, bf16_default_on_cpu: bool = False):
+    """``network`` run in a step's ``precision`` option, resolved for ``device``
+    (:func:`streampose.device.resolve_precision`: ConfigError where the device lacks it)."""
+    from ..device import resolve_precision
+
+    return accelerate_network(network, precision=resolve_precision(precision, device, bf16_default_on_cpu))
+
+
 def accelerate_network(network, *, precision: str = "fp32", channels_last: bool = False,
                        compile: bool = False):
     """The network to run: ``network`` itself for fp32 without extras, else an :class:`AcceleratedNetwork`.

@@ -1,11 +1,14 @@
-"""Network definitions and checkpoint loaders.
+"""The model zoo: one package per family, one registry, one checkpoint recogniser, one protocol per role.
+
+- :mod:`.registry`: every model the project knows (``streampose models`` lists it), ``build(name)``;
+- :mod:`.recognise`: which family / registry entry a weights file holds, by its contents;
+- :mod:`.protocols`: ``Detector``, ``TopDownPoseModel``, ``BottomUpPoseModel``;
+- family packages: :mod:`.yolov5`, :mod:`.yolox`, :mod:`.hrnet` (HRNet, SimDR, HigherHRNet),
+  :mod:`.movenet`; each holds its network, checkpoint reading/remapping, decoders and adapter;
+- :mod:`.checkpoint`: safe state-dict reading shared by the families.
 
 Importing this package is cheap: the torch-based modules are imported on
 first use of the names below (``from streampose.models import load_pose_model``).
-
-- :func:`build_model` (name → network with fresh weights; names in ``HRNET_MODELS``),
-- :func:`load_pose_model` (checkpoint path → (network, spec); HRNet, SimDR, HigherHRNet),
-- :class:`PoseNetSpec` (what a network is: backbone width, head, input size, upstream family).
 """
 
 from __future__ import annotations
@@ -13,13 +16,19 @@ from __future__ import annotations
 import importlib
 
 _LAZY = {
-    "build_model": "hrnet",
-    "build_network": "hrnet",
-    "HRNET_MODELS": "hrnet",
-    "HRNET_WIDTHS": "hrnet",
-    "PoseNetSpec": "hrnet",
-    "PoseNetwork": "hrnet",
-    "load_pose_model": "hrnet_checkpoints",
+    "build_model": "hrnet.network",
+    "build_network": "hrnet.network",
+    "HRNET_MODELS": "hrnet.network",
+    "HRNET_WIDTHS": "hrnet.network",
+    "PoseNetSpec": "hrnet.network",
+    "PoseNetwork": "hrnet.network",
+    "load_pose_model": "hrnet.checkpoints",
+    "MODELS": "registry",
+    "build": "registry",
+    "recognise": "recognise",
+    "Detector": "protocols",
+    "TopDownPoseModel": "protocols",
+    "BottomUpPoseModel": "protocols",
 }
 
 __all__ = sorted(_LAZY)

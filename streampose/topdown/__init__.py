@@ -1,14 +1,15 @@
 """Top-down pose estimation: person crops → network → decoders → keypoints in frame pixels.
 
 ``TopDownEstimator.from_checkpoint(path).predict(image, xyxy) -> Poses`` is the
-entry point; :mod:`.crops` (official crop geometry), :mod:`.heatmap_decode`,
-:mod:`.simdr_decode` and :mod:`.flip` are pure functions it is built from, and
-:mod:`.models` says what a model must provide to plug in. Importing this
+entry point; :mod:`.crops` (official crop geometry) is the flow's own geometry;
+what a model must provide to plug in is
+:class:`streampose.models.protocols.TopDownPoseModel`, and each family's
+decoders live in its package under :mod:`streampose.models`. Importing this
 package does not import torch.
 """
 
 from .crops import CropSpec
 from .estimator import TopDownEstimator, person_scores
-from .models import CropKeypoints, TopDownModel
+from ..models.protocols import CropKeypoints, TopDownModel
 
 __all__ = ["CropKeypoints", "CropSpec", "TopDownEstimator", "TopDownModel", "person_scores"]

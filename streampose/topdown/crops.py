@@ -19,40 +19,14 @@ Everything that turns images and boxes into a network batch goes through
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
 
-PIXEL_STD = 200.0
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-@dataclass(frozen=True)
-class CropSpec:
-    """How a top-down model wants its person crops.
-
-    input_size_wh: crop (width, height) in pixels; padding: box enlargement
-    (1.25 official); pixel_std: the official scale unit (200 px); mean, std:
-    per-channel normalisation in [0, 1] units, in the channel order the
-    network takes; rgb: channel order of the network input (BGR when False).
-    The network input is ``(u8 / 255 - mean) / std``; e.g. mean = std = 0.5
-    gives ``u8 / 127.5 - 1``.
-    """
-
-    input_size_wh: tuple[int, int] = (192, 256)
-    padding: float = 1.25
-    pixel_std: float = PIXEL_STD
-    mean: tuple[float, float, float] = IMAGENET_MEAN
-    std: tuple[float, float, float] = IMAGENET_STD
-    rgb: bool = True
-
-    @property
-    def aspect_ratio(self) -> float:
-        """Width / height of the crop (0.75 for 192x256)."""
-        return self.input_size_wh[0] * 1.0 / self.input_size_wh[1]
-
+# CropSpec and the affine helpers live below the flows (models and geometry); re-exported here
+# because callers of the crop geometry look for them in this module.
+from ..geometry import PIXEL_STD, affine_points, get_affine_transform  # noqa: F401
+from ..models.protocols import IMAGENET_MEAN, IMAGENET_STD, CropSpec  # noqa: F401
 
 HRNET_CROP = CropSpec()
 
@@ -84,48 +58,6 @@ def xyxy_to_center_scale(xyxy: np.ndarray, crop: CropSpec = HRNET_CROP) -> tuple
                                 pixel_std=crop.pixel_std)
 
 
-def _third_point(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    direction = a - b
-    return b + np.array([-direction[1], direction[0]], dtype=np.float32)
-
-
-def get_affine_transform(center, scale, output_size_wh, *, rot: float = 0.0, shift=(0.0, 0.0),
-                         inv: bool = False, pixel_std: float = PIXEL_STD) -> np.ndarray:
-    """The official ``get_affine_transform``: (2, 3) float64 matrix image → output (or back with ``inv``).
-
-    center, scale: as :func:`xywh_to_center_scale` (their dtypes matter: the
-    official code keeps float32 scale for top-down and float64 for
-    HigherHRNet; pass them unchanged); output_size_wh: (w, h); rot in degrees.
-    """
-    import cv2
-
-    if not isinstance(scale, (np.ndarray, list, tuple)):
-        scale = np.array([scale, scale])
-    scale = np.asarray(scale)
-    center = np.asarray(center)
-    shift = np.asarray(shift, dtype=np.float32)
-    scale_px = scale * pixel_std
-    src_w = scale_px[0]
-    dst_w, dst_h = output_size_wh[0], output_size_wh[1]
-    rot_rad = np.pi * rot / 180
-    sn, cs = np.sin(rot_rad), np.cos(rot_rad)
-    half = src_w * -0.5
-    src_dir = [0 * cs - half * sn, 0 * sn + half * cs]
-    dst_dir = np.array([0, dst_w * -0.5], np.float32)
-
-    src = np.zeros((3, 2), dtype=np.float32)
-    dst = np.zeros((3, 2), dtype=np.float32)
-    src[0, :] = center + scale_px * shift
-    src[1, :] = center + src_dir + scale_px * shift
-    dst[0, :] = [dst_w * 0.5, dst_h * 0.5]
-    dst[1, :] = np.array([dst_w * 0.5, dst_h * 0.5]) + dst_dir
-    src[2:, :] = _third_point(src[0, :], src[1, :])
-    dst[2:, :] = _third_point(dst[0, :], dst[1, :])
-    if inv:
-        return cv2.getAffineTransform(np.float32(dst), np.float32(src))
-    return cv2.getAffineTransform(np.float32(src), np.float32(dst))
-
-
 def crop_transforms(centers: np.ndarray, scales: np.ndarray, output_size_wh, *, inv: bool = False,
                     pixel_std: float = PIXEL_STD) -> np.ndarray:
     """:func:`get_affine_transform` for N boxes: (N, 2, 3) float64."""
@@ -133,16 +65,6 @@ def crop_transforms(centers: np.ndarray, scales: np.ndarray, output_size_wh, *, 
     for i, (center, scale) in enumerate(zip(centers, scales)):
         out[i] = get_affine_transform(center, scale, output_size_wh, inv=inv, pixel_std=pixel_std)
     return out
-
-
-def affine_points(points: np.ndarray, transform: np.ndarray) -> np.ndarray:
-    """Apply (2, 3) or per-row (N, 2, 3) affine matrices to points (..., 2); float64 result."""
-    points = np.asarray(points, dtype=np.float64)
-    transform = np.asarray(transform, dtype=np.float64)
-    if transform.ndim == 2:
-        return points @ transform[:, :2].T + transform[:, 2]
-    # (N, K, 2) points, (N, 2, 3) matrices
-    return np.einsum("nkj,nij->nki", points, transform[:, :, :2]) + transform[:, None, :, 2]
 
 
 def transform_preds(coords: np.ndarray, centers: np.ndarray, scales: np.ndarray, output_size_wh,

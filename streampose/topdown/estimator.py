@@ -1,6 +1,6 @@
 """Batched top-down pose estimation: frames + person boxes → :class:`~streampose.records.Poses`.
 
-The flow is generic over the model (:class:`~streampose.topdown.models.TopDownModel`):
+The flow is generic over the model (:class:`~streampose.models.protocols.TopDownPoseModel`):
 
 1. every box of every frame → official center/scale for the model's crop
    aspect and padding → frame→crop affine matrix;
@@ -27,7 +27,7 @@ import numpy as np
 
 from ..records import Poses
 from .crops import build_crop_batch, crop_transforms, transform_preds, xyxy_to_center_scale
-from .models import TopDownModel, load_topdown_model
+from ..models.protocols import TopDownPoseModel
 
 logger = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ def _check_boxes(xyxy, scores, where: str) -> tuple[np.ndarray, np.ndarray]:
 class TopDownEstimator:
     """Poses of given person boxes, with one chunked batched forward for all people of all frames.
 
-    model: a :class:`~streampose.topdown.models.TopDownModel`; max_batch:
+    model: a :class:`~streampose.models.protocols.TopDownPoseModel`; max_batch:
     most crops per forward (memory bound; a flip test runs a second forward
     of the same size); crops_on_device: make the crops with ``grid_sample``
     from the uploaded frame (:mod:`.gpu_crops`) instead of ``cv2.warpAffine``;
@@ -79,7 +79,7 @@ class TopDownEstimator:
     ``decode_on_device`` attribute); both None = on when the model is on CUDA.
     """
 
-    def __init__(self, model: TopDownModel, *, max_batch: int = 64, crops_on_device: bool | None = None,
+    def __init__(self, model: TopDownPoseModel, *, max_batch: int = 64, crops_on_device: bool | None = None,
                  decode_on_device: bool | None = None):
         if max_batch < 1:
             raise ValueError(f"max_batch must be >= 1, got {max_batch}")
@@ -107,6 +107,7 @@ class TopDownEstimator:
         Raises UserError / CheckpointError (one line) for a missing or unfit file.
         """
         from ..device import resolve_device
+        from ..models.hrnet.topdown import load_topdown_model
 
         model = load_topdown_model(path, flip_test=flip_test, use_dark=use_dark, device=resolve_device(device))
         return cls(model, max_batch=max_batch, crops_on_device=crops_on_device, decode_on_device=decode_on_device)

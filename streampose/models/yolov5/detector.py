@@ -136,6 +136,10 @@ class YoloV5Detector:
         x, canvas_hw = self.preprocess(images)
         return self.postprocess(self.forward(x), canvas_hw, [image.shape[:2] for image in images])
 
+    def predict(self, image: np.ndarray) -> Detections:
+        """:meth:`detect` for one frame."""
+        return self.detect([image])[0]
+
     def postprocess(self, raw: torch.Tensor, canvas_hw: tuple[int, int],
                     frame_shapes: list[tuple[int, int]]) -> list[Detections]:
         """Confidence filter, class filter, NMS and mapping back to each frame's pixels."""

@@ -5,7 +5,7 @@ The release is an int8 graph: every activation tensor lives on an int8 grid
 does every intermediate of its decoding. A float forward pass of the same
 weights lands up to a few pixels away from the graph's keypoints, because the
 decoding's argmaxes amplify the rounding differences. :class:`MoveNetInt8`
-runs :class:`~streampose.models.movenet.MoveNetNet`'s convolutions in float
+runs :class:`~streampose.models.movenet.network.MoveNetNet`'s convolutions in float
 (the weights are the graph's int8 weights dequantized exactly) and rounds each
 tensor to the graph's grid wherever the graph has a tensor:
 
@@ -17,7 +17,7 @@ tensor to the graph's grid wherever the graph has a tensor:
   values (exact, on a 1/16 grid) and rounds half up, keeping the input's grid;
 - the sigmoids (grid 1/256, zero point -128);
 - the decoding's intermediates, through the ``rounding`` hook of
-  :func:`~streampose.models.movenet_decode.decode_single_pose`.
+  :func:`~streampose.models.movenet.decode.decode_single_pose`.
 
 Every rounding rule here was matched, layer by layer, against the runtime
 (ai-edge-litert, CPU kernels) on the tensors it keeps with
@@ -38,9 +38,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .movenet import _TAPS, ConvAct, MoveNetNet
+from .network import _TAPS, ConvAct, MoveNetNet
 
-#: decoding rounding points of :func:`~streampose.models.movenet_decode.decode_single_pose` → the
+#: decoding rounding points of :func:`~streampose.models.movenet.decode.decode_single_pose` → the
 #: graph's int8 tensor at that point (the converter reads their grids; stored as ``decode.<point>``).
 DECODE_TENSORS = {
     "grid_y": "strided_slice_3", "grid_x": "strided_slice_4", "centre_weight": "truediv_2;add_1",

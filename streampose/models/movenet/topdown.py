@@ -9,7 +9,7 @@ this adapter only says how MoveNet wants its crops and decodes its output:
 - output: MoveNet's (y, x, score) in [0, 1] of the crop becomes (x, y) in
   crop pixels;
 - optional int8-faithful mode (``quantized=True``): the network runs as
-  :class:`~streampose.models.movenet_int8.MoveNetInt8`, reproducing the
+  :class:`~streampose.models.movenet.int8.MoveNetInt8`, reproducing the
   TFLite runtime's keypoints exactly (float mode: 3.8 px mean away from them
   at 192x192, for about half the time per crop);
 - optional flip test (not part of the original pipeline; off by default):
@@ -30,11 +30,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..records import COCO_FLIP_INDEX
-from ..topdown.crops import CropSpec
-from ..topdown.models import CropKeypoints
-from .checkpoint import load_exactly, load_state_dict_file
-from .movenet import INPUT_MEAN, INPUT_STD, VARIANTS, build_movenet
+from ...records import COCO_FLIP_INDEX
+from ..protocols import CropKeypoints, CropSpec
+from ..checkpoint import load_exactly, load_state_dict_file
+from .network import INPUT_MEAN, INPUT_STD, VARIANTS, build_movenet
 
 DEFAULT_POSE_WEIGHTS = "weights/movenet_lightning.pth"
 
@@ -53,7 +52,7 @@ def movenet_crop(variant: str = "lightning") -> CropSpec:
 
 
 class MoveNetTopDownModel:
-    """A MoveNet network plus its in-graph decoding, as a :class:`~streampose.topdown.models.TopDownModel`."""
+    """A MoveNet network plus its in-graph decoding, as a :class:`~streampose.models.protocols.TopDownPoseModel`."""
 
     def __init__(self, network, variant: str = "lightning", *, flip_test: bool = False) -> None:
         import torch
@@ -71,7 +70,7 @@ class MoveNetTopDownModel:
         """batch: (N, 3, S, S) normalised RGB crops → (x, y) in crop pixels and scores."""
         import torch
 
-        from .movenet_decode import decode_single_pose
+        from .decode import decode_single_pose
 
         n = batch.shape[0]
         if self.flip_test:
@@ -100,8 +99,8 @@ def load_movenet_topdown(path: str | Path = DEFAULT_POSE_WEIGHTS, *, flip_test: 
     """
     import torch
 
-    from ..errors import CheckpointError
-    from .movenet_int8 import MoveNetInt8
+    from ...errors import CheckpointError
+    from .int8 import MoveNetInt8
 
     hint = "convert the TFLite file with scripts/convert_movenet.py"
     state = load_state_dict_file(path, "MoveNet weights", hint)

@@ -1,6 +1,6 @@
 """Person detection with a YOLOX-style net: image(s) in, :class:`Detections` out.
 
-``YoloxDetector.from_weights("weights/light_person_detector_192.pth")`` gives
+``YoloxDetector.from_weights("weights/light_person_detector_192.pth").detect([image])`` gives
 the bundled default detector; the bundled files carry their input size and
 thresholds in :data:`BUNDLED_DETECTORS` (facts from the configuration of
 Kazuhito00/Detection-PoseEstimation-Pipeline, where the files come from).
@@ -14,10 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import CheckpointError
-from ..records import Detections
-from .checkpoint import load_exactly, load_state_dict_file, shapes_match
-from .yolox_decode import anchor_grid, boxes_to_source, decode_boxes, letterbox_top_left, select_boxes
+from ...errors import CheckpointError
+from ...records import Detections
+from ..checkpoint import load_exactly, load_state_dict_file, shapes_match
+from .decode import anchor_grid, boxes_to_source, decode_boxes, letterbox_top_left, select_boxes
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ class YoloxDetector:
     """A YOLOX net plus its pre/post-processing; keeps person boxes only.
 
     img_size: square network input (multiple of 32); thresholds as in
-    :func:`streampose.models.yolox_decode.select_boxes`.
+    :func:`streampose.models.yolox.decode.select_boxes`.
     """
 
     def __init__(self, net, *, img_size: int, score_threshold: float, nms_threshold: float, device="cpu") -> None:
@@ -77,7 +77,7 @@ class YoloxDetector:
 
         Raises UserError / CheckpointError naming the file and the fix.
         """
-        from .yolox import VARIANTS, build_yolox
+        from .network import VARIANTS, build_yolox
 
         hint = "convert an ONNX export with scripts/convert_yolox.py"
         state = load_state_dict_file(path, "detector weights", hint)
@@ -102,6 +102,11 @@ class YoloxDetector:
                    (known.nms_threshold if known else 0.45),
                    device=device)
 
+    @property
+    def network(self):
+        """The torch module (the protocols' name for it)."""
+        return self.net
+
     def raw_outputs(self, images: list[np.ndarray]):
         """Network outputs (B, N, 5 + C) for BGR uint8 images, and each image's letterbox."""
         import torch
@@ -112,7 +117,7 @@ class YoloxDetector:
         with torch.inference_mode():
             return self.net(batch), list(boxes)
 
-    def predict_batch(self, images: list[np.ndarray]) -> list[Detections]:
+    def detect(self, images: list[np.ndarray]) -> list[Detections]:
         """Person boxes for each BGR uint8 (H, W, 3) image, in source pixels, best first."""
         import torch
 
@@ -131,4 +136,4 @@ class YoloxDetector:
 
     def predict(self, image: np.ndarray) -> Detections:
         """Person boxes for one BGR uint8 image."""
-        return self.predict_batch([image])[0]
+        return self.detect([image])[0]

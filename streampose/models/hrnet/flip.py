@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from ..records import COCO_FLIP_INDEX
+from ...records import COCO_FLIP_INDEX
 
 
 def flip_back_heatmaps(heatmaps_flipped, flip_index: Sequence[int] = COCO_FLIP_INDEX, *, shift: bool = True):

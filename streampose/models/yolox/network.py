@@ -15,7 +15,7 @@ no BatchNorm layer: this is the deployable form, not a training form.
 the ONNX export does: per anchor point ``(dx, dy, log_w, log_h)`` regression,
 objectness probability, then C class probabilities; points ordered stride 8
 rows first, then 16, then 32. Decoding (grid, exp, NMS) lives in
-:mod:`streampose.models.yolox_decode`.
+:mod:`streampose.models.yolox.decode`.
 """
 
 from __future__ import annotations

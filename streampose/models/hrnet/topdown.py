@@ -1,55 +1,26 @@
-"""Top-down models: a network plus how to crop for it and how to decode its output.
+"""HRNet heatmap and SimDR adapters: the family's :class:`~streampose.models.protocols.TopDownPoseModel`.
 
-:class:`TopDownModel` is what :class:`~streampose.topdown.estimator.TopDownEstimator`
-needs from a model; the estimator owns the generic flow (boxes → crops →
-batched forward → decode → map back to the frame). A model says which crops
-it wants (:class:`~streampose.topdown.crops.CropSpec`: input size, padding,
+The estimator (:class:`~streampose.topdown.estimator.TopDownEstimator`) owns
+the generic flow (boxes → crops → batched forward → decode → map back to the
+frame). An adapter says which crops the network wants
+(:class:`~streampose.models.protocols.CropSpec`: input size, padding,
 normalisation, channel order) and turns a normalised batch into keypoints in
-its own output space (:class:`CropKeypoints`), using the pure decoders of this
-package. Heatmap HRNet and SimDR are here; another model (e.g. MoveNet on
-square 192x192 crops, output (y, x, score) normalised to the crop) plugs in
-by implementing the same two attributes and one method.
+its own output space (:class:`~streampose.models.protocols.CropKeypoints`),
+using the pure decoders of this package: ``forward`` runs the network (with
+the flip test), ``decode`` is post-processing only.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, Sequence
+from typing import Sequence
 
-import numpy as np
-
-from ..errors import CheckpointError, ConfigError
-from ..records import COCO_FLIP_INDEX
-from .crops import CropSpec
+from ...errors import CheckpointError, ConfigError
+from ...records import COCO_FLIP_INDEX
+from ..protocols import CropKeypoints, CropSpec
 from .flip import average_heatmaps, flip_back_heatmaps, flip_back_simdr
 from .heatmap_decode import decode_heatmaps
 from .simdr_decode import decode_simdr, simdr_probabilities
-
-
-@dataclass
-class CropKeypoints:
-    """Decoded keypoints of N crops in a model's output space.
-
-    coords: (N, K, 2) float32 (x, y) in a space of ``output_size_wh`` (w, h)
-    that covers the crop exactly (heatmap pixels, input pixels, or the input
-    size times a normalised coordinate); scores: (N, K) float32.
-    """
-
-    coords: np.ndarray
-    scores: np.ndarray
-    output_size_wh: tuple[int, int]
-
-
-class TopDownModel(Protocol):
-    """What the estimator needs: the crops to make, the device, and batch → keypoints."""
-
-    crop: CropSpec
-    num_keypoints: int
-    device: object  # torch.device the input batch must be on
-
-    def infer(self, batch) -> CropKeypoints:
-        """batch: (N, 3, h, w) float32 tensor made by ``build_crop_batch`` for ``crop``."""
 
 
 def _flip_index(num_keypoints: int) -> Sequence[int]:
@@ -88,8 +59,14 @@ class HeatmapTopDownModel:
                 heatmaps = average_heatmaps(heatmaps, flipped)
         return heatmaps
 
+    def forward(self, batch):
+        return self.heatmaps(batch)
+
     def infer(self, batch) -> CropKeypoints:
-        heatmaps = self.heatmaps(batch)
+        return self.decode(self.forward(batch))
+
+    def decode(self, heatmaps) -> CropKeypoints:
+        """Heatmaps (N, K, h, w) tensor → keypoints in heatmap pixels."""
         if self.decode_on_device and not self.use_dark:  # DARK decodes on the host
             from .device_decode import decode_heatmaps_on_device
 
@@ -129,8 +106,15 @@ class SimDRTopDownModel:
                 prob_y = (prob_y + simdr_probabilities(flip_y)) * 0.5
         return prob_x, prob_y
 
+    def forward(self, batch):
+        return self.probabilities(batch)
+
     def infer(self, batch) -> CropKeypoints:
-        prob_x, prob_y = self.probabilities(batch)
+        return self.decode(self.forward(batch))
+
+    def decode(self, probabilities) -> CropKeypoints:
+        """(prob_x, prob_y) tensors → keypoints in input pixels."""
+        prob_x, prob_y = probabilities
         if self.decode_on_device:
             from .device_decode import decode_simdr_on_device
 
@@ -141,13 +125,13 @@ class SimDRTopDownModel:
 
 
 def load_topdown_model(path: str | Path, *, flip_test: bool = True, use_dark: bool = False,
-                       device="cpu") -> TopDownModel:
+                       device="cpu") -> HeatmapTopDownModel | SimDRTopDownModel:
     """A top-down model from an HRNet or SimDR checkpoint (any supported upstream layout).
 
     Raises CheckpointError for a bottom-up (HigherHRNet) or unknown file,
     ConfigError for ``use_dark`` with a SimDR model.
     """
-    from ..models.hrnet_checkpoints import load_pose_model
+    from .checkpoints import load_pose_model
 
     network, spec = load_pose_model(path, device=device)
     crop = CropSpec(input_size_wh=spec.input_size_wh)

@@ -22,7 +22,7 @@ the operators and tensors of that graph give
 Batch norm is folded into the convolutions in the release, so every
 convolution here has a bias. ``MoveNetNet.forward`` takes the normalised
 input and returns the four head maps; the graph's own decoding is
-:mod:`streampose.models.movenet_decode`, and :class:`MoveNetSinglePose`
+:mod:`streampose.models.movenet.decode`, and :class:`MoveNetSinglePose`
 chains normalisation, network and decoding to give what the TFLite model
 gives: uint8-range RGB in, ``(B, 17, 3)`` rows of (y, x, score) out, y and x
 in [0, 1] of the input.
@@ -204,7 +204,7 @@ class MoveNetSinglePose(nn.Module):
         self.net = net
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        from .movenet_decode import decode_single_pose
+        from .decode import decode_single_pose
 
         return decode_single_pose(*self.net((images - INPUT_MEAN) / INPUT_STD))
 

@@ -36,9 +36,9 @@ from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 
-from ..errors import CheckpointError
-from ..paths import existing_file
-from .hrnet import (
+from ...errors import CheckpointError
+from ...paths import existing_file
+from .network import (
     HRNET_WIDTHS,
     HeatmapHeadSpec,
     HigherHRNetHeadSpec,
@@ -217,7 +217,7 @@ def identify(contents: CheckpointContents, path: str | Path = "checkpoint") -> P
 @lru_cache(maxsize=None)
 def _reference_layouts() -> dict[str, tuple[str, ...]]:
     """Upstream key sets of each family and head (w32), for naming what an unknown file lacks."""
-    from .hrnet import HRNET_MODELS
+    from .network import HRNET_MODELS
 
     layouts = {}
     for name, family in (("pose_hrnet_w32_256x192", "official_hrnet"), ("simdr_hrnet_w32_256x192", "official_simdr"),

@@ -14,7 +14,7 @@ The code is written here. Widths and heads are data (:class:`HRNetSpec`, the
 head specs and :class:`PoseNetSpec`), and one :class:`PoseNetwork` builds any
 of them. Module attribute names inside the backbone and the heads are the
 official ones, so an official state dict maps onto ours by prefixing
-``backbone.`` / ``head.`` (see :mod:`streampose.models.hrnet_checkpoints`).
+``backbone.`` / ``head.`` (see :mod:`streampose.models.hrnet.checkpoints`).
 
 Outputs of :meth:`PoseNetwork.forward` for an input (N, 3, H, W):
 

@@ -1,11 +1,11 @@
 """Keypoint decoders in torch, run on the network's device so only keypoints cross back to the host.
 
 Twins of the numpy decoders (same decisions, same float32 arithmetic):
-- :func:`decode_heatmaps_on_device` = :func:`~streampose.topdown.heatmap_decode.decode_heatmaps`
+- :func:`decode_heatmaps_on_device` = :func:`~streampose.models.hrnet.heatmap_decode.decode_heatmaps`
   with the official quarter-pixel post-processing (first maximum wins,
   coordinates zeroed where the maximum is <= 0, a 0.25 px step towards the
   higher neighbour where 1 < x < W-1 and 1 < y < H-1); DARK stays on the host.
-- :func:`decode_simdr_on_device` = :func:`~streampose.topdown.simdr_decode.decode_simdr`
+- :func:`decode_simdr_on_device` = :func:`~streampose.models.hrnet.simdr_decode.decode_simdr`
   (first maximal bin / split ratio, score = larger of the two axis maxima).
 
 Both return numpy arrays (the small keypoint tensors are the only device→host copy).

@@ -1,0 +1,108 @@
+"""Pipeline step ``movenet_pose``: Google's MoveNet on person crops (top-down).
+
+Defaults to the bundled Lightning weights (``weights/README.md``), so the
+default pipeline runs with no download::
+
+    steps = [ { type = "movenet_pose" } ]            # MoveNet Lightning on person crops
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Literal
+
+from ..device import check_threads, set_torch_threads
+from ..errors import ConfigError
+from ..records import Frame, Poses
+from ..step import Step, register_step
+
+logger = logging.getLogger(__name__)
+
+_DEFAULT_POSE = "weights/movenet_lightning.pth"
+#: ``precision = "auto"`` runs MoveNet in bf16 on CPUs with native bf16: its COCO AP lost
+#: is at most 0.005 (BENCHMARKS.md "CPU precision", scripts/bf16_accuracy.py).
+BF16_DEFAULT_ON_CPU = True
+
+
+@dataclass
+class MoveNetPoseOptions:
+    """Options of ``movenet_pose``.
+
+    weights: a converted MoveNet state dict (``scripts/convert_movenet.py``);
+    flip_test: also run the mirrored crops and average (better keypoints,
+    twice the time; off in the original pipeline); quantized: run the int8-faithful
+    network (the TFLite runtime's keypoints exactly, about 1.6x the float
+    network's time per crop; COCO AP on ../shared/coco with ground-truth
+    boxes 0.532 against the float network's 0.590); needs
+    ``<weights stem>_quant.pth`` beside the weights, written by the same script; max_batch: most person
+    crops per forward pass (a flip test doubles it); threads: torch CPU
+    threads of the process running the step (0: the runtime's choice, by
+    measured stage cost); device: auto, cpu, cuda, cuda:N; precision: "auto" (bf16 on a CPU with
+    AMX or AVX512-BF16 where the model loses no accuracy in it, see
+    BENCHMARKS.md "CPU precision"; else fp32), "fp32" or "bf16" (refused on
+    CPUs without native bf16).
+    Ignored with ``quantized``.
+    """
+
+    weights: str = _DEFAULT_POSE
+    flip_test: bool = False
+    quantized: bool = False
+    max_batch: int = 32
+    threads: int = 0
+    device: str = "auto"
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+
+    def __post_init__(self) -> None:
+        if self.max_batch < 1:
+            raise ValueError(f"max_batch: must be at least 1, got {self.max_batch}")
+        check_threads(self.threads)
+
+
+@register_step("movenet_pose")
+class MoveNetPoseStep(Step):
+    """Fill ``packet.poses``: one MoveNet pose per detected box (top-down, square crops).
+
+    Needs ``packet.detections`` from a detector step earlier in the pipeline.
+    Poses keep the detections' order and boxes; the person score is box
+    score x mean keypoint score above 0.2.
+    """
+
+    Options = MoveNetPoseOptions
+    role = "pose"
+
+    def __init__(self, options: MoveNetPoseOptions) -> None:
+        self.options = options
+        self.estimator = None
+
+    def start(self) -> None:
+        from ..device import resolve_device
+        from ..models.movenet.topdown import load_movenet_topdown
+        from ..topdown.estimator import TopDownEstimator
+
+        o = self.options
+        set_torch_threads(o.threads)
+        model = load_movenet_topdown(o.weights, flip_test=o.flip_test, quantized=o.quantized,
+                                     device=resolve_device(o.device))
+        if not o.quantized:  # the int8-faithful network is exact by design: it stays as it is
+            from ..gpu.acceleration import network_in_precision
+
+            model.network = network_in_precision(model.network, o.precision, model.device, BF16_DEFAULT_ON_CPU)
+        self.estimator = TopDownEstimator(model, max_batch=o.max_batch)
+
+    def process(self, frames: list[Frame]) -> list[Frame]:
+        if self.estimator is None:
+            raise RuntimeError("movenet_pose: process() called before start()")
+        for frame in frames:
+            if frame.packet.detections is None:
+                raise ConfigError("movenet_pose: a frame arrived without detections; put a detector step "
+                                  "(e.g. yolox_detector) before it")
+        poses = self.estimator.predict_batch([f.image for f in frames],
+                                             [f.packet.detections.xyxy for f in frames],
+                                             [f.packet.detections.scores for f in frames])
+        for frame, people in zip(frames, poses):
+            frame.packet.poses = people if len(people) else Poses.empty(self.estimator.num_keypoints)
+        return frames
+
+    def close(self) -> None:
+        self.estimator = None
