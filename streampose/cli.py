@@ -69,6 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
                            "(default: %(default)s)")
     pipe.add_argument("--list-pipelines", action="store_true", help="list the pipelines in pipelines/ and exit")
     pipe.add_argument("--device", metavar="DEV", help="auto, cpu, cuda or cuda:N for every model step")
+    pipe.add_argument("--backend", choices=("torch", "onnxruntime", "openvino", "tensorrt"),
+                      help="inference backend of every model step (default: each step's own, see BENCHMARKS.md)")
     pipe.add_argument("--det-model", metavar="PATH", help="weights of the pipeline's detector step")
     pipe.add_argument("--pose-model", metavar="PATH", help="weights of the pipeline's pose step")
     pipe.add_argument("--img-size", type=positive_int, metavar="N", help="input size of the detector step")
@@ -172,7 +174,7 @@ def run_command(argv: Sequence[str]) -> int:
             raise UserError("no --source given; e.g. --source video.mp4 (see --help)")
         pipeline = load_pipeline(resolve_pipeline_name(args.pipeline))
         pipeline = apply_overrides(pipeline, device=args.device, det_model=args.det_model,
-                                   pose_model=args.pose_model, img_size=args.img_size)
+                                   pose_model=args.pose_model, img_size=args.img_size, backend=args.backend)
         options = source_options(args)
         from .io.outputs import sink_specs
 

@@ -229,13 +229,15 @@ def step_class(spec: dict[str, Any]) -> type | None:
 
 
 def apply_overrides(config: PipelineConfig, *, device: str | None = None, det_model: str | None = None,
-                    pose_model: str | None = None, img_size: int | None = None) -> PipelineConfig:
+                    pose_model: str | None = None, img_size: int | None = None,
+                    backend: str | None = None) -> PipelineConfig:
     """A copy of ``config`` with CLI shortcuts applied and re-validated.
 
     device: set on every step with a ``device`` option; det_model / img_size:
     ``weights`` / ``img_size`` of every ``role == "detector"`` step;
-    pose_model: ``weights`` of every ``role == "pose"`` step. Raises
-    ConfigError when the pipeline has no step the option applies to.
+    pose_model: ``weights`` of every ``role == "pose"`` step; backend: set
+    on every step with a ``backend`` option. Raises ConfigError when the
+    pipeline has no step the option applies to.
     """
     config = replace(config, stages=[replace(s, steps=copy.deepcopy(s.steps)) for s in config.stages])
     wanted = {("detector", "weights", "--det-model"): det_model,
@@ -257,18 +259,20 @@ def apply_overrides(config: PipelineConfig, *, device: str | None = None, det_mo
         if not hits:
             raise ConfigError(f"{flag}: pipeline {config.name!r} has no {role} step; "
                               f"pick a pipeline with one (see pipelines/)")
-    if device is not None:
+    for option, value in (("device", device), ("backend", backend)):
+        if value is None:
+            continue
         for stage in config.stages:
             for spec in stage.steps:
                 cls = step_class(spec)
-                if cls is not None and "device" in {f.name for f in dataclasses.fields(cls.Options)}:
-                    spec["device"] = device
+                if cls is not None and option in {f.name for f in dataclasses.fields(cls.Options)}:
+                    spec[option] = value
     validate_steps(config)
     return config
 
 
 # Options that carry over when a step is swapped for one that reads the given weights.
-_PORTABLE_OPTIONS = ("device", "threads")
+_PORTABLE_OPTIONS = ("device", "threads", "backend")
 
 
 def _step_for_weights(spec: dict[str, Any], role: str, weights: str, flag: str) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from ..device import check_threads, resolve_precision, set_torch_threads
+from ..device import check_threads, set_torch_threads
 from ..errors import ConfigError
 from ..records import Frame
 from ..step import Step, register_step
@@ -40,7 +40,9 @@ class HigherHRNetPoseOptions:
     threads: torch CPU threads of the stage's process (0: the runtime's
     choice, by measured stage cost); device: auto, cpu, cuda, cuda:N;
     precision: bf16 on CPUs with AMX or AVX512-BF16 (auto: fp32, its bf16
-    accuracy is not measured).
+    accuracy is not measured); backend: what runs the network
+    (torch, onnxruntime, openvino on the CPU, tensorrt on CUDA; the others
+    than torch run an ONNX export made at start, in fp32, and our decoders).
     """
 
     weights: str
@@ -57,6 +59,7 @@ class HigherHRNetPoseOptions:
     threads: int = 0
     device: str = "auto"
     precision: Literal["auto", "fp32", "bf16"] = "auto"
+    backend: Literal["torch", "onnxruntime", "openvino", "tensorrt"] = "torch"
 
     def __post_init__(self) -> None:
         check_threads(self.threads)
@@ -101,14 +104,14 @@ class HigherHRNetPoseStep(Step):
                 filter_redundant_poses=o.filter_redundant_poses, min_pose_score=o.min_pose_score)
         except ValueError as e:  # an option the estimator rules out
             raise ConfigError(f"higherhrnet_pose: {e}") from e
-        try:
-            precision = resolve_precision(o.precision, self.estimator.device)
-        except ConfigError as e:  # bf16 on a CPU without it
-            raise ConfigError(f"higherhrnet_pose: {e}") from e
-        if precision != "fp32":
-            from ..gpu.acceleration import accelerate_network
+        from ..export.backends import prepare_network
 
-            self.estimator.network = accelerate_network(self.estimator.network, precision=precision)
+        try:
+            self.estimator.network = prepare_network(self.estimator.network, backend=o.backend,
+                                                     precision=o.precision, device=self.estimator.device,
+                                                     model_name="higherhrnet", threads=o.threads)
+        except ConfigError as e:  # bf16 on a CPU without it, a backend not installed
+            raise ConfigError(f"higherhrnet_pose: {e}") from e
         self.estimator.warmup()
 
     def process(self, frames: list[Frame]) -> list[Frame]:

@@ -42,7 +42,9 @@ class MoveNetPoseOptions:
     AMX or AVX512-BF16 where the model loses no accuracy in it, see
     BENCHMARKS.md "CPU precision"; else fp32), "fp32" or "bf16" (refused on
     CPUs without native bf16).
-    Ignored with ``quantized``.
+    Ignored with ``quantized``. backend: what runs the network
+    (torch, onnxruntime, openvino on the CPU, tensorrt on CUDA; the others
+    than torch run an ONNX export made at start, in fp32, and our decoders).
     """
 
     weights: str = _DEFAULT_POSE
@@ -52,6 +54,7 @@ class MoveNetPoseOptions:
     threads: int = 0
     device: str = "auto"
     precision: Literal["auto", "fp32", "bf16"] = "auto"
+    backend: Literal["torch", "onnxruntime", "openvino", "tensorrt"] = "torch"
 
     def __post_init__(self) -> None:
         if self.max_batch < 1:
@@ -84,10 +87,14 @@ class MoveNetPoseStep(Step):
         set_torch_threads(o.threads)
         model = load_movenet_topdown(o.weights, flip_test=o.flip_test, quantized=o.quantized,
                                      device=resolve_device(o.device))
+        if o.quantized and o.backend != "torch":
+            raise ConfigError("movenet_pose: quantized runs on the torch backend only; use backend = \"torch\"")
         if not o.quantized:  # the int8-faithful network is exact by design: it stays as it is
-            from ..gpu.acceleration import network_in_precision
+            from ..export.backends import prepare_network
 
-            model.network = network_in_precision(model.network, o.precision, model.device, BF16_DEFAULT_ON_CPU)
+            model.network = prepare_network(model.network, backend=o.backend, precision=o.precision,
+                                            device=model.device, bf16_default_on_cpu=BF16_DEFAULT_ON_CPU,
+                                            model_name="movenet", threads=o.threads)
         self.estimator = TopDownEstimator(model, max_batch=o.max_batch)
 
     def process(self, frames: list[Frame]) -> list[Frame]:

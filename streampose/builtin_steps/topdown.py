@@ -55,7 +55,10 @@ class TopDownPoseOptions:
     crops_on_device / decode_on_device: crops by grid_sample from the
     uploaded frame / argmax decoding in torch (unset: on with CUDA; true
     forces them on the CPU too); compile: torch.compile the network
-    (CUDA graphs on CUDA; fixed shapes only, off by default).
+    (CUDA graphs on CUDA; fixed shapes only, off by default);
+    backend: what runs the network
+    (torch, onnxruntime, openvino on the CPU, tensorrt on CUDA; the others
+    than torch run an ONNX export made at start, in fp32, and our decoders).
     """
 
     weights: str
@@ -67,6 +70,7 @@ class TopDownPoseOptions:
     threads: int = 0
     device: str = "auto"
     precision: Literal["auto", "fp32", "fp16", "bf16"] = "auto"
+    backend: Literal["torch", "onnxruntime", "openvino", "tensorrt"] = "torch"
     channels_last: bool = False
     cudnn_benchmark: bool = False
     crops_on_device: bool | None = None
@@ -105,6 +109,12 @@ class TopDownPoseStep(Step):
                                                           crops_on_device=o.crops_on_device,
                                                           decode_on_device=o.decode_on_device)
         model = self.estimator.model
+        if o.backend != "torch":
+            from ..export.backends import prepare_network
+
+            model.network = prepare_network(model.network, backend=o.backend, precision=o.precision,
+                                            device=model.device, model_name="hrnet", threads=o.threads)
+            return
         try:
             precision = resolve_precision(o.precision, model.device)  # auto: fp32 (HRNet bf16 AP not measured)
             model.network = accelerate_network(model.network, precision=precision,

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from ..device import check_threads, resolve_precision, set_torch_threads
+from ..device import check_threads, set_torch_threads
 from ..errors import ConfigError
 from ..records import Frame
 from ..step import Step, register_step
@@ -40,7 +40,9 @@ class YoloV5DetectorOptions:
     device: auto, cpu, cuda, cuda:N; cudnn_benchmark: cuDNN autotuning of
     the convolutions (CUDA; set in start()); precision: CPU bf16 (AMX or
     AVX512-BF16 only; "auto": bf16 there when it loses no accuracy, see
-    BENCHMARKS.md "CPU precision"), fp16 on CUDA is ``half``.
+    BENCHMARKS.md "CPU precision"), fp16 on CUDA is ``half``; backend: what runs the network
+    (torch, onnxruntime, openvino on the CPU, tensorrt on CUDA; the others
+    than torch run an ONNX export made at start, in fp32, and our decoders).
     """
 
     weights: str
@@ -56,6 +58,7 @@ class YoloV5DetectorOptions:
     device: str = "auto"
     cudnn_benchmark: bool = False
     precision: Literal["auto", "fp32", "bf16"] = "auto"
+    backend: Literal["torch", "onnxruntime", "openvino", "tensorrt"] = "torch"
 
     def __post_init__(self) -> None:
         if self.img_size < 32 or self.img_size % 32:
@@ -98,10 +101,13 @@ class YoloV5DetectorStep(Step):
         except ValueError as e:  # an option the checkpoint rules out (e.g. img_size for a stride-64 model)
             raise ConfigError(f"yolov5_detector: {e}") from e
         if not self.detector.half:
-            from ..gpu.acceleration import accelerate_network
+            from ..export.backends import prepare_network
 
-            precision = resolve_precision(o.precision, self.detector.device, BF16_DEFAULT_ON_CPU)
-            self.detector.network = accelerate_network(self.detector.network, precision=precision)
+            self.detector.network = prepare_network(
+                self.detector.network, backend=o.backend, precision=o.precision, device=self.detector.device,
+                bf16_default_on_cpu=BF16_DEFAULT_ON_CPU, model_name="yolov5", threads=o.threads)
+        elif o.backend != "torch":
+            raise ConfigError("yolov5_detector: half runs on the torch backend only; use backend = \"torch\"")
 
     def process(self, frames: list[Frame]) -> list[Frame]:
         if self.detector is None:

@@ -45,7 +45,9 @@ class YoloxDetectorOptions:
     cost); device: auto, cpu, cuda, cuda:N; precision: "auto" (bf16 on a CPU with
     AMX or AVX512-BF16 where the model loses no accuracy in it, see
     BENCHMARKS.md "CPU precision"; else fp32), "fp32" or "bf16" (refused on
-    CPUs without native bf16).
+    CPUs without native bf16); backend: what runs the network
+    (torch, onnxruntime, openvino on the CPU, tensorrt on CUDA; the others
+    than torch run an ONNX export made at start, in fp32, and our decoders).
     """
 
     weights: str = _DEFAULT_DETECTOR
@@ -55,6 +57,7 @@ class YoloxDetectorOptions:
     threads: int = 0
     device: str = "auto"
     precision: Literal["auto", "fp32", "bf16"] = "auto"
+    backend: Literal["torch", "onnxruntime", "openvino", "tensorrt"] = "torch"
 
     def __post_init__(self) -> None:
         if self.img_size is not None and (self.img_size < 32 or self.img_size % 32):
@@ -83,10 +86,11 @@ class YoloxDetectorStep(Step):
         set_torch_threads(o.threads)
         self.detector = YoloxDetector.from_weights(o.weights, img_size=o.img_size, score_threshold=o.score_threshold,
                                                    nms_threshold=o.nms_threshold, device=resolve_device(o.device))
-        from ..gpu.acceleration import network_in_precision
+        from ..export.backends import prepare_network
 
-        self.detector.net = network_in_precision(self.detector.net, o.precision, self.detector.device,
-                                                 BF16_DEFAULT_ON_CPU)
+        self.detector.net = prepare_network(self.detector.net, backend=o.backend, precision=o.precision,
+                                            device=self.detector.device, bf16_default_on_cpu=BF16_DEFAULT_ON_CPU,
+                                            model_name="yolox", threads=o.threads)
 
     def process(self, frames: list[Frame]) -> list[Frame]:
         if self.detector is None:
