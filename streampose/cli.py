@@ -150,6 +150,7 @@ def resolve_pipeline_name(name: str) -> str:
 
 #: ``streampose NAME ...`` → the module whose ``main(argv)`` runs that command.
 SUBCOMMANDS: dict[str, str] = {}
+SUBCOMMANDS["export"] = "streampose.export.cli"  # model → ONNX / TensorRT file (issue 17)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
