@@ -17,8 +17,8 @@ and reporting the median, so a shared machine's noise hits all variants alike:
     people) with all but the N largest people masked out grey (N ≤ 10), or two frames side
     by side (N > 10; the detector then runs at 512 so people keep their size), *before*
     (this issue: fp32, one pinned thread per model stage) and *after* (the default).
-(d) *precision/backends*: crops/s of HRNet-w32 and MoveNet per backend at their
-    pipelines' batch sizes, and the default pipeline end to end in fp32 and bf16.
+(d) *backends*: crops/s of HRNet-w32 and MoveNet per backend (torch fp32, torch bf16 where the
+    CPU has it, onnxruntime, openvino when installed), and the default pipeline end to end on each.
 
     python scripts/bench_speed.py                       # all parts
     python scripts/bench_speed.py --parts a,b --frames 40 --rounds 2 --json /tmp/speed.jsonl
@@ -128,6 +128,8 @@ def default_pipeline(**changes) -> dict:
             step.update(threads=1, precision="fp32")
         elif "precision" in changes:
             step["precision"] = changes["precision"]
+        if "backend" in changes:
+            step["backend"] = changes["backend"]
     if changes.get("pose_replicas", 1) > 1:
         stages["pose"]["replicas"] = changes["pose_replicas"]
     if changes.get("det_img_size"):
@@ -380,12 +382,21 @@ def _bf16() -> bool:
     return cpu_bf16_support() is not None
 
 
-def crops_per_s(network, batch: int, size_hw: tuple[int, int], precision: str, reps: int) -> float:
+def _backends() -> list[str]:
+    """The variants of (d) available here: torch fp32, torch bf16 (native bf16 CPUs), onnxruntime, openvino."""
+    import importlib.util
+
+    names = ["torch fp32"] + (["torch bf16"] if _bf16() else [])
+    return names + [b for b in ("onnxruntime", "openvino") if importlib.util.find_spec(b)]
+
+
+def crops_per_s(network, batch: int, size_hw: tuple[int, int], variant: str, reps: int) -> float:
     import torch
 
-    from streampose.gpu.acceleration import accelerate_network
+    from streampose.export.backends import prepare_network
 
-    net = accelerate_network(network, precision=precision)
+    backend, _, precision = variant.partition(" ")
+    net = prepare_network(network, backend=backend, precision=precision or "fp32", device="cpu", threads=CORES)
     x = torch.randn(batch, 3, *size_hw)
     with torch.inference_mode():
         net(x)
@@ -406,22 +417,25 @@ def part_d(args, folder: Path) -> dict:
     torch.set_num_threads(CORES)
     hrnet, _ = load_pose_model(recipe_hrnet_w32(folder), device=torch.device("cpu"))
     movenet = load_movenet_topdown(device=torch.device("cpu")).network
-    precisions = ["fp32"] + (["bf16"] if _bf16() else [])
+    precisions = _backends()
     out: dict = {"crops_per_s": {}}
-    print(f"\n(d) crops/s per backend, {CORES} torch threads (median of {args.reps})")
-    print(f"{'model':<10} {'batch':>5} | " + " | ".join(f"torch {p:>4}" for p in precisions) + " | best/fp32")
+    print(f"\n(d) crops/s per backend, {CORES} threads (median of {args.reps}, best of {args.rounds} rounds)")
+    print(f"{'model':<10} {'batch':>5} | " + " | ".join(f"{p:>11}" for p in precisions) + " | best/fp32")
     for name, net, size, batch in (("HRNet-w32", hrnet.eval(), (256, 192), 8), ("MoveNet", movenet, (192, 192), 16)):
         rates = {p: 0.0 for p in precisions}
         for _ in range(args.rounds):  # alternate the precisions
             for p in precisions:
                 rates[p] = max(rates[p], crops_per_s(net, batch, size, p, args.reps))
         out["crops_per_s"][name] = rates
-        print(f"{name:<10} {batch:>5} | " + " | ".join(f"{rates[p]:>10.1f}" for p in precisions)
-              + f" | {max(rates.values()) / rates['fp32']:.2f}x", flush=True)
+        print(f"{name:<10} {batch:>5} | " + " | ".join(f"{rates[p]:>11.1f}" for p in precisions)
+              + f" | {max(rates.values()) / rates['torch fp32']:.2f}x", flush=True)
     street = read_clip("street-demo.mp4", args.frames)
     source = save_frames(street, folder, "street")
-    variants = {f"default pipeline torch {p}": (lambda p=p: run(default_pipeline(precision=p), source))
-                for p in precisions}
+    def pipeline(variant):
+        backend, _, precision = variant.partition(" ")
+        return default_pipeline(precision=precision or "fp32", backend=backend)
+
+    variants = {f"default pipeline {p}": (lambda p=p: run(pipeline(p), source)) for p in precisions}
     res = rounds(variants, args.rounds)
     print(f"\n(d) default pipeline end to end, street-demo.mp4 (5 frames looped) {len(street)} frames")
     _table(res, res["default pipeline torch fp32"]["fps"], "vs fp32")

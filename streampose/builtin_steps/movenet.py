@@ -94,7 +94,8 @@ class MoveNetPoseStep(Step):
 
             model.network = prepare_network(model.network, backend=o.backend, precision=o.precision,
                                             device=model.device, bf16_default_on_cpu=BF16_DEFAULT_ON_CPU,
-                                            model_name="movenet", threads=o.threads)
+                                            model_name="movenet", threads=o.threads,
+                                            input_shape_chw=(3, *model.crop.input_size_wh[::-1]))
         self.estimator = TopDownEstimator(model, max_batch=o.max_batch)
 
     def process(self, frames: list[Frame]) -> list[Frame]:

@@ -113,7 +113,8 @@ class TopDownPoseStep(Step):
             from ..export.backends import prepare_network
 
             model.network = prepare_network(model.network, backend=o.backend, precision=o.precision,
-                                            device=model.device, model_name="hrnet", threads=o.threads)
+                                            device=model.device, model_name="hrnet", threads=o.threads,
+                                            input_shape_chw=(3, *model.crop.input_size_wh[::-1]))
             return
         try:
             precision = resolve_precision(o.precision, model.device)  # auto: fp32 (HRNet bf16 AP not measured)

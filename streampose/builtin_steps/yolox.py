@@ -90,7 +90,8 @@ class YoloxDetectorStep(Step):
 
         self.detector.net = prepare_network(self.detector.net, backend=o.backend, precision=o.precision,
                                             device=self.detector.device, bf16_default_on_cpu=BF16_DEFAULT_ON_CPU,
-                                            model_name="yolox", threads=o.threads)
+                                            model_name="yolox", threads=o.threads,
+                                            input_shape_chw=(3, *self.detector.input_hw))
 
     def process(self, frames: list[Frame]) -> list[Frame]:
         if self.detector is None:

@@ -51,16 +51,21 @@ def check_backend(backend: str, device) -> None:
         raise ConfigError(f"backend: {backend} runs on the CPU here; set device = \"cpu\" or use torch / tensorrt")
 
 
-def on_backend(network: Any, backend: str, device, model_name: str = "", threads: int = 0) -> Any:
-    """``network`` for ``torch``, else a :class:`BackendNetwork` running it on ``backend``."""
+def on_backend(network: Any, backend: str, device, model_name: str = "", threads: int = 0,
+               input_shape_chw: tuple[int, int, int] | None = None) -> Any:
+    """``network`` for ``torch``, else a :class:`BackendNetwork` running it on ``backend``
+    (made ready for ``input_shape_chw`` at once when given)."""
     check_backend(backend, device)
     if backend == "torch":
         return network
-    return BackendNetwork(network, backend, model_name=model_name, threads=threads)
+    wrapped = BackendNetwork(network, backend, model_name=model_name, threads=threads)
+    if input_shape_chw is not None:
+        wrapped.prepare(input_shape_chw)
+    return wrapped
 
 
 def prepare_network(network: Any, *, backend: str, precision: str, device, bf16_default_on_cpu: bool = False,
-                    model_name: str = "", threads: int = 0) -> Any:
+                    model_name: str = "", threads: int = 0, input_shape_chw: tuple[int, int, int] | None = None) -> Any:
     """What a model step runs: ``network`` in its precision on torch, or on another backend (fp32).
 
     Raises ConfigError (one line) for a backend or precision the device lacks,
@@ -73,7 +78,7 @@ def prepare_network(network: Any, *, backend: str, precision: str, device, bf16_
     if precision not in ("auto", "fp32"):
         raise ConfigError(f"precision: {precision} runs on the torch backend only; use precision = \"auto\" "
                           f"or \"fp32\" with backend = \"{backend}\"")
-    return on_backend(network, backend, device, model_name, threads)
+    return on_backend(network, backend, device, model_name, threads, input_shape_chw)
 
 
 class BackendNetwork:
@@ -97,6 +102,12 @@ class BackendNetwork:
 
     def eval(self) -> "BackendNetwork":
         return self
+
+    def prepare(self, input_shape_chw: tuple[int, int, int]) -> None:
+        """Export and compile for inputs of this shape now (a step's ``start()``), not at the first frame."""
+        key = tuple(input_shape_chw)
+        if key not in self.sessions:
+            self.sessions[key] = _Session.make(self, (1, *key))
 
     def __call__(self, x):
         import torch
