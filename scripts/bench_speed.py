@@ -20,7 +20,10 @@ and reporting the median, so a shared machine's noise hits all variants alike:
 (d) *backends*: crops/s of HRNet-w32 and MoveNet per backend (torch fp32, torch bf16 where the
     CPU has it, onnxruntime, openvino when installed), and the default pipeline end to end on each.
 
-    python scripts/bench_speed.py                       # all parts
+(g) *GPU* (CUDA only, ``--parts g``): HRNet-w32 crops/s in torch fp32 / fp16 and as a TensorRT fp16
+    engine, and the top-down pipeline with its pose stage on one GPU vs replicas on two.
+
+    python scripts/bench_speed.py                       # parts a-d (CPU)
     python scripts/bench_speed.py --parts a,b --frames 40 --rounds 2 --json /tmp/speed.jsonl
 """
 
@@ -443,6 +446,69 @@ def part_d(args, folder: Path) -> dict:
     return out
 
 
+# --- (g) GPU: fp16 vs TensorRT, replicas over GPUs ----------------------------------------------------
+
+def part_g(args, folder: Path) -> dict:
+    """CUDA only: HRNet-w32 crops/s in torch fp16 vs a TensorRT fp16 engine; the top-down pipeline
+    with its pose stage on one GPU vs two replicas (``devices = ["cuda:0", "cuda:1"]``)."""
+    import importlib.util
+
+    import torch
+
+    if not torch.cuda.is_available():
+        print("\n(g) skipped: no CUDA device")
+        return {}
+    from streampose.export.backends import BackendNetwork
+    from streampose.gpu.acceleration import accelerate_network
+    from streampose.models.hrnet.checkpoints import load_pose_model
+
+    device = torch.device("cuda:0")
+    network, _ = load_pose_model(recipe_hrnet_w32(folder), device=device)
+    network.eval()
+    x = torch.randn(32, 3, 256, 192, device=device)
+    variants = {"torch fp32": network, "torch fp16": accelerate_network(network, precision="fp16",
+                                                                        channels_last=True)}
+    if importlib.util.find_spec("tensorrt"):
+        variants["tensorrt fp16"] = BackendNetwork(network, "tensorrt", model_name="hrnet", fp16=True)
+    out: dict = {"crops_per_s": {}}
+    print(f"\n(g) HRNet-w32 crops/s on {torch.cuda.get_device_name(0)}, batch 32")
+    for name, net in variants.items():
+        with torch.inference_mode():
+            for _ in range(3):
+                net(x)
+            torch.cuda.synchronize(device)
+            start = time.perf_counter()
+            for _ in range(args.reps * 4):
+                net(x)
+            torch.cuda.synchronize(device)
+        rate = 32 * args.reps * 4 / (time.perf_counter() - start)
+        out["crops_per_s"][name] = rate
+        print(f"{name:<16} {rate:>9.1f} crops/s  {rate / out['crops_per_s']['torch fp32']:.2f}x fp32", flush=True)
+    if torch.cuda.device_count() >= 2:
+        det = str(SHARED / "weights" / "yolov5n.pt")
+        pose = str(recipe_hrnet_w32(folder))
+        source = save_frames(read_clip("street-demo.mp4", args.frames * 4), folder, "street_gpu")
+
+        def pipeline(devices):
+            data = topdown_pipeline(det, pose)
+            for stage in data["stages"]:
+                for step in stage["steps"]:
+                    if step["type"] in ("yolov5_detector", "topdown_pose"):
+                        step["device"] = "cuda:0"
+            data["stages"][1]["devices"] = devices
+            return data
+
+        res = rounds({"pose on cuda:0": lambda: run(pipeline(["cuda:0"]), source),
+                      "pose replicas on cuda:0 + cuda:1": lambda: run(pipeline(["cuda:0", "cuda:1"]), source)},
+                     args.rounds)
+        print("\n(g) top-down pipeline, pose stage on one GPU vs two replicas")
+        _table(res, res["pose on cuda:0"]["fps"], "vs one GPU")
+        out["replicas"] = res
+    else:
+        print("(g) 2-replica scaling skipped: fewer than 2 GPUs")
+    return out
+
+
 # --- output -------------------------------------------------------------------------------------------
 
 def _table(res: dict, base: float, ratio_name: str, extra: float | None = None, extra_name: str = "") -> None:
@@ -460,7 +526,7 @@ def _table(res: dict, base: float, ratio_name: str, extra: float | None = None, 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--parts", default="a,b,c,d", help="comma separated: a, b, c, d")
+    parser.add_argument("--parts", default="a,b,c,d", help="comma separated: a, b, c, d, g (CUDA)")
     parser.add_argument("--frames", type=int, default=40, help="frames per run (default 40)")
     parser.add_argument("--rounds", type=int, default=1, help="alternating rounds per variant (median)")
     parser.add_argument("--reps", type=int, default=5, help="forwards per crops/s figure (d)")
@@ -477,7 +543,7 @@ def main(argv: list[str] | None = None) -> int:
     results = {}
     with tempfile.TemporaryDirectory(prefix="bench_speed_") as tmp:
         folder = Path(tmp)
-        for part, fn in (("a", part_a), ("b", part_b), ("c", part_c), ("d", part_d)):
+        for part, fn in (("a", part_a), ("b", part_b), ("c", part_c), ("d", part_d), ("g", part_g)):
             if part in args.parts.split(","):
                 results[part] = fn(args, folder)
     print(f"load average at the end {os.getloadavg()[0]:.1f}")

@@ -215,3 +215,21 @@ def test_a_step_runs_on_onnxruntime_with_the_same_detections(shared_dir):
         boxes[backend] = frame.packet.detections.xyxy
     assert len(boxes["torch"]) and boxes["torch"].shape == boxes["onnxruntime"].shape
     assert np.abs(boxes["torch"] - boxes["onnxruntime"]).max() < 1e-2
+
+
+@pytest.mark.skipif(not torch.cuda.is_available() or importlib.util.find_spec("tensorrt") is None,
+                    reason="needs a CUDA device and TensorRT")
+def test_tensorrt_engine_matches_torch_on_the_golden_input(shared_dir, tmp_path):
+    g = np.load(shared_dir / "golden" / "hrnet_w32_256x192_topdown.npz")
+    network = registry.build("pose_hrnet_w32_256x192", weights=recipe_checkpoint("pose_hrnet_w32_256x192"),
+                             device="cuda").network
+    x = torch.from_numpy(g["input"]).cuda().repeat(3, 1, 1, 1)
+    engine = on_backend(network, "tensorrt", "cuda", "hrnet", input_shape_chw=(3, 256, 192))
+    with torch.inference_mode():
+        ours = engine(x)
+    assert ours.is_cuda
+    _assert_net_close(ours.cpu().numpy(), np.repeat(g["heatmaps"], 3, axis=0), "tensorrt fp32", tol=1e-3)
+    out = tmp_path / "hrnet.engine"
+    assert cli_main(["export", str(recipe_checkpoint("pose_hrnet_w32_256x192")), "--format", "engine",
+                     "--fp16", "--output", str(out)]) == 0
+    assert out.stat().st_size > 0

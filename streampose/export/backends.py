@@ -88,11 +88,13 @@ class BackendNetwork:
     stay reachable. ``sessions`` holds one compiled model per input shape.
     """
 
-    def __init__(self, network: Any, backend: str, *, model_name: str = "", threads: int = 0) -> None:
+    def __init__(self, network: Any, backend: str, *, model_name: str = "", threads: int = 0,
+                 fp16: bool = False) -> None:
         self.torch_network = network
         self.backend = backend
         self.model_name = model_name or type(network).__name__
         self.threads = threads
+        self.fp16 = fp16  # TensorRT: build the engine in half precision
         self.sessions: dict[tuple[int, ...], _Session] = {}
 
     def __getattr__(self, name: str):
@@ -116,8 +118,10 @@ class BackendNetwork:
         session = self.sessions.get(key)
         if session is None:
             session = self.sessions[key] = _Session.make(self, (1, *key))
-        outputs = session.run(x.detach().to("cpu", torch.float32).contiguous().numpy())
-        tensors = [torch.from_numpy(o) for o in outputs]
+        if self.backend == "tensorrt":  # inputs and outputs stay on the GPU
+            tensors = session.run(x.detach().float().contiguous())
+        else:
+            tensors = [torch.from_numpy(o) for o in session.run(x.detach().to("cpu", torch.float32).contiguous().numpy())]
         return tuple(tensors) if session.exported.output_is_sequence else tensors[0]
 
 
@@ -137,6 +141,8 @@ class _Session:
             return cls(exported, _onnxruntime_runner(exported.data, threads))
         if owner.backend == "openvino":
             return cls(exported, _openvino_runner(exported.data, threads))
+        if owner.backend == "tensorrt":
+            return cls(exported, _tensorrt_runner(exported.data, input_shape, owner.fp16))
         raise ExportError(f"backend {owner.backend} cannot run exported networks in this build; "
                           "use onnxruntime or openvino, or torch")
 
@@ -177,5 +183,57 @@ def _openvino_runner(data: bytes, threads: int):
     def run(x):
         request.infer({0: x})
         return [request.get_output_tensor(i).data.copy() for i in range(len(compiled.outputs))]
+
+    return run
+
+
+#: TensorRT engines take batches up to this many inputs (the optimisation profile's maximum).
+TENSORRT_MAX_BATCH = 64
+
+
+def _tensorrt_runner(data: bytes, input_shape: tuple[int, ...], fp16: bool):
+    """A TensorRT engine built from the ONNX export, run on torch CUDA tensors (TensorRT >= 10 API).
+
+    Tested only where a CUDA device and TensorRT exist (scripts/gpu_check.sh).
+    """
+    import tensorrt as trt
+    import torch
+
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    network = builder.create_network(0)
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse(data):
+        raise ExportError(f"TensorRT cannot parse the ONNX export: {parser.get_error(0)}")
+    config = builder.create_builder_config()
+    if fp16:
+        config.set_flag(trt.BuilderFlag.FP16)
+    profile = builder.create_optimization_profile()
+    chw = tuple(input_shape[1:])
+    name = network.get_input(0).name
+    profile.set_shape(name, (1, *chw), (8, *chw), (TENSORRT_MAX_BATCH, *chw))
+    config.add_optimization_profile(profile)
+    serialized = builder.build_serialized_network(network, config)
+    if serialized is None:
+        raise ExportError("TensorRT could not build the engine (see its log)")
+    engine = trt.Runtime(logger).deserialize_cuda_engine(serialized)
+    context = engine.create_execution_context()
+    outputs = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)
+               if engine.get_tensor_mode(engine.get_tensor_name(i)) == trt.TensorIOMode.OUTPUT]
+
+    def run(x):
+        results = []
+        for start in range(0, x.shape[0], TENSORRT_MAX_BATCH):
+            chunk = x[start:start + TENSORRT_MAX_BATCH]
+            context.set_input_shape(name, tuple(chunk.shape))
+            context.set_tensor_address(name, chunk.data_ptr())
+            out = [torch.empty(tuple(context.get_tensor_shape(o)), dtype=torch.float32, device=x.device)
+                   for o in outputs]
+            for o, tensor in zip(outputs, out):
+                context.set_tensor_address(o, tensor.data_ptr())
+            if not context.execute_async_v3(torch.cuda.current_stream(x.device).cuda_stream):
+                raise ExportError("TensorRT failed to run the engine")
+            results.append(out)
+        return [torch.cat(parts) for parts in zip(*results)]
 
     return run
