@@ -22,9 +22,11 @@ repeated call on the same peaks, shown in its own column). The first call of
 the Numba kernels is excluded from the timings and reported
 on its own; by default it is a compile from scratch (a fresh Numba cache
 directory), ``--warm-cache`` keeps the normal cache. Results are checked to
-be identical (the Numba result against the plain-Python twin of the same
-solver; ``munkres`` before 2.0 may resolve equal-cost assignments otherwise,
-such frames are counted).
+be identical (the Numba match against the official loop with the installed
+``munkres``, which must be 3.0.0 with its C kernel to agree on equal-cost
+assignments, as the goldens do; frames where another version resolved a tie
+otherwise are counted, and then the Numba result must equal its plain-Python
+twin).
 
 Every person keeps its nose (the first joint of the official order): a
 person without one is created at a later joint, and when a joint then has

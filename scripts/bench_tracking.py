@@ -24,9 +24,10 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(REPO_ROOT))
 
+from streampose.keypoint_sets import COCO_17  # noqa: E402
 from streampose.tracking import IoUTracker, OneEuroFilter  # noqa: E402
 
-K = 17
+K = COCO_17.num_keypoints
 
 
 def _scene(num_people: int, num_frames: int, seed: int = 0):

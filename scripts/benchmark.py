@@ -40,7 +40,8 @@ def run_one(name: str, args: argparse.Namespace) -> dict:
     if args.output:
         from streampose.io.outputs import sink_specs
 
-        sinks = sink_specs(args.output, False, num_sources=len(args.source))
+        sinks = sink_specs(args.output, False, num_sources=len(args.source), sources=args.source,
+                           overwrite=True)  # scratch outputs, rewritten each run
     result = run_pipeline(pipeline, args.source, sinks, inline=args.inline, max_frames=args.max_frames,
                           progress=False)
     stats = result.stats

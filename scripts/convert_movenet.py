@@ -39,6 +39,7 @@ SOURCE = REPO_ROOT.parent / "shared" / "weights" / "movenet_singlepose_lightning
 OUTPUT = REPO_ROOT / "weights" / "movenet_lightning.pth"
 QUANT_OUTPUT = REPO_ROOT / "weights" / "movenet_lightning_quant.pth"
 
+MOBILENET_V2_BLOCKS = 17  # inverted-residual blocks of the MobileNetV2 backbone (not keypoints)
 _HEADS = (("center", "center_0/"), ("keypoint_heatmap", "kpt_heatmap_0/"),
           ("keypoint_offset", "kpt_offset_0/"), ("keypoint_regress", "kpt_regress_0/"))
 
@@ -46,7 +47,7 @@ _HEADS = (("center", "center_0/"), ("keypoint_heatmap", "kpt_heatmap_0/"),
 def graph_order() -> list[tuple[str, str, str]]:
     """(our module, fragment of the graph's weight tensor name, activation) per convolution, in graph order."""
     order = [("backbone.stem.conv", "/Conv1/", "RELU6")]
-    for i in range(17):
+    for i in range(MOBILENET_V2_BLOCKS):
         tag = "expanded_conv" if i == 0 else f"block_{i}"
         if i:
             order.append((f"backbone.blocks.{i}.expand.conv", f"/{tag}_expand/", "RELU6"))

@@ -17,7 +17,8 @@ from typing import Sequence
 
 from .config import PIPELINES_DIR, apply_overrides, available_pipelines, load_pipeline
 from .errors import ConfigError, UserError
-from .cli_args import OneLineErrorParser, positive_int
+from .cli_args import OneLineErrorParser, fraction, name_list, positive_int
+from .io.urls import redact_text
 from .runtime import EXIT_SIGINT, EXIT_STAGE_FAILED, EXIT_USER_ERROR, StageFailed, run_pipeline
 
 log = logging.getLogger("streampose")
@@ -44,13 +45,16 @@ examples:
   run_stream.py --source video.mp4 --det-model weights/crowdhuman_yolov5m.pt \\
       --pose-model weights/pose_hrnet_w32_256x192.pth --img-size 640 --show
 
+  # models by name (see `streampose models`), COCO keypoint results, one annotated image
+  streampose --source photo.jpg --det-model yolox_nano_416 --conf 0.4 --output out.png --output results.json
+
 exit codes: 0 done, 1 a stage failed, 2 bad input, 130 interrupted (SIGINT), 143 terminated (SIGTERM)
 """
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineErrorParser(
-        prog="run_stream.py",
+        prog="streampose",
         description="Real-time multi-person pose estimation on live and recorded video.",
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     io = parser.add_argument_group("sources and outputs")
@@ -60,7 +64,13 @@ def build_parser() -> argparse.ArgumentParser:
     io.add_argument("--output", action="append", default=[], metavar="PATH",
                     help="sink chosen by extension: .mp4 .mkv .mov .avi .webm (annotated video, audio kept), "
                          ".jsonl (one object per frame), .csv (one row per person per frame), "
+                         ".json (COCO keypoint results), .png .jpg (one annotated image), "
                          "a folder ending in / (annotated images); repeat for several")
+    io.add_argument("--copy-audio", action=argparse.BooleanOptionalAction, default=None,
+                    help="copy the source's audio into video outputs (default: on)")
+    io.add_argument("--overwrite", action="store_true",
+                    help="replace outputs that already exist (by default an existing output is an error); "
+                         "an output that is one of the inputs is always refused")
     io.add_argument("--show", action="store_true", help="show the annotated frames in a window (q/Esc quits)")
     io.add_argument("--max-frames", type=positive_int, metavar="N", help="stop after N frames of each source")
     pipe = parser.add_argument_group("pipeline")
@@ -71,9 +81,19 @@ def build_parser() -> argparse.ArgumentParser:
     pipe.add_argument("--device", metavar="DEV", help="auto, cpu, cuda or cuda:N for every model step")
     pipe.add_argument("--backend", choices=("torch", "onnxruntime", "openvino", "tensorrt"),
                       help="inference backend of every model step (default: each step's own, see BENCHMARKS.md)")
-    pipe.add_argument("--det-model", metavar="PATH", help="weights of the pipeline's detector step")
-    pipe.add_argument("--pose-model", metavar="PATH", help="weights of the pipeline's pose step")
+    pipe.add_argument("--det-model", metavar="NAME|PATH",
+                      help="the detector: a model name (see `streampose models`) or a weights file")
+    pipe.add_argument("--pose-model", metavar="NAME|PATH",
+                      help="the pose model: a model name (see `streampose models`) or a weights file")
     pipe.add_argument("--img-size", type=positive_int, metavar="N", help="input size of the detector step")
+    pipe.add_argument("--conf", type=fraction, metavar="X", help="detector score threshold (0-1)")
+    pipe.add_argument("--iou", type=fraction, metavar="X", help="detector NMS IoU threshold (0-1)")
+    pipe.add_argument("--classes", type=name_list, metavar="A,B",
+                      help="detector classes to keep, e.g. person,car (multi-class detectors such as yolov5n)")
+    pipe.add_argument("--smooth", action=argparse.BooleanOptionalAction, default=None,
+                      help="smooth keypoints over time along track IDs (One-Euro filter; on in the pose pipelines)")
+    pipe.add_argument("--batch", type=positive_int, metavar="N", help="frames per forward pass of the model stages")
+    pipe.add_argument("--half", action="store_true", help="fp16 inference where a step supports it (CUDA)")
     pipe.add_argument("--inline", action="store_true",
                       help="run every stage in this process (debugging, profiling) instead of one process each")
     from .io.sources import SourceOptions
@@ -89,12 +109,22 @@ def build_parser() -> argparse.ArgumentParser:
                      help=f"reconnection attempts before a live source gives up "
                           f"(default {defaults.reconnect_attempts})")
     net.add_argument("--rtsp-transport", choices=("tcp", "udp"), help="RTSP transport (default tcp)")
+    io.add_argument("--max-pixels", type=positive_int, metavar="N",
+                    help="most pixels per frame (width x height) a source may claim; larger images, videos or "
+                         f"streams are refused before decoding (default {defaults.max_pixels})")
     net.add_argument("--webcam-size", metavar="WxH", help="frame size asked from a webcam, e.g. 1280x720")
     out = parser.add_argument_group("messages")
     out.add_argument("-v", "--verbose", action="store_true", help="debug messages")
     out.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only, no summary")
     out.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
+
+
+class _RedactingFormatter(logging.Formatter):
+    """Every log line with the passwords of the URLs in it masked (a last line of defence)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact_text(super().format(record))
 
 
 class _StderrHandler(logging.StreamHandler):
@@ -114,7 +144,7 @@ def configure_logging(verbose: bool, quiet: bool) -> None:
     root = logging.getLogger()
     root.handlers[:] = [h for h in root.handlers if not isinstance(h, _StderrHandler)]
     handler = _StderrHandler()
-    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s" if verbose
+    handler.setFormatter(_RedactingFormatter("%(levelname)s %(name)s: %(message)s" if verbose
                                            else "%(levelname)s: %(message)s"))
     root.addHandler(handler)
     root.setLevel(logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO)
@@ -130,7 +160,8 @@ def source_options(args: argparse.Namespace):
              "read_timeout_s": ("--read-timeout", args.read_timeout),
              "reconnect_attempts": ("--reconnect-attempts", args.reconnect_attempts),
              "rtsp_transport": ("--rtsp-transport", args.rtsp_transport),
-             "webcam_size": ("--webcam-size", args.webcam_size)}
+             "webcam_size": ("--webcam-size", args.webcam_size),
+             "max_pixels": ("--max-pixels", args.max_pixels)}
     kwargs = {field: value for field, (_, value) in given.items() if value is not None}
     try:
         return SourceOptions(**kwargs)
@@ -149,8 +180,10 @@ def resolve_pipeline_name(name: str) -> str:
 
 
 #: ``streampose NAME ...`` → the module whose ``main(argv)`` runs that command.
-SUBCOMMANDS: dict[str, str] = {}
-SUBCOMMANDS["export"] = "streampose.export.cli"  # model → ONNX / TensorRT file (issue 17)
+SUBCOMMANDS: dict[str, str] = {
+    "models": "streampose.models_command",
+    "export": "streampose.export.cli",
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -168,18 +201,26 @@ def run_command(argv: Sequence[str]) -> int:
     configure_logging(args.verbose, args.quiet)
     try:
         if args.list_pipelines:
-            for name in available_pipelines():
-                print(f"{name:<28}{load_pipeline(name).description}")
+            from .catalog import pipelines_table
+
+            print("\n".join(pipelines_table()))
             return 0
         if not args.source:
             raise UserError("no --source given; e.g. --source video.mp4 (see --help)")
         pipeline = load_pipeline(resolve_pipeline_name(args.pipeline))
         pipeline = apply_overrides(pipeline, device=args.device, det_model=args.det_model,
-                                   pose_model=args.pose_model, img_size=args.img_size, backend=args.backend)
+                                   pose_model=args.pose_model, img_size=args.img_size, conf=args.conf,
+                                   iou=args.iou, classes=args.classes, smooth=args.smooth, batch=args.batch,
+                                   half=args.half or None, backend=args.backend)
         options = source_options(args)
         from .io.outputs import sink_specs
 
-        sinks = sink_specs(args.output, args.show, num_sources=len(args.source))
+        sinks = sink_specs(args.output, args.show, num_sources=len(args.source), sources=args.source,
+                           overwrite=args.overwrite)
+        if args.copy_audio is not None:
+            for spec in sinks:
+                if spec["type"] == "video_writer":
+                    spec["copy_audio"] = args.copy_audio
         if not sinks:
             log.info("no --output and no --show: frames are processed, nothing is written")
         log.debug("pipeline %r (%s), %d source(s), %s", pipeline.name, pipeline.description or "no description",
@@ -187,19 +228,19 @@ def run_command(argv: Sequence[str]) -> int:
         result = run_pipeline(pipeline, args.source, sinks, inline=args.inline, max_frames=args.max_frames,
                               source_options=options, progress=False if args.no_progress else None)
     except UserError as e:
-        print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
+        print(redact_text(f"error: {' '.join(str(e).split())}"), file=sys.stderr)
         return EXIT_USER_ERROR
     except StageFailed as e:
-        print(f"error: stage {e.stage!r} failed:\n{e.details.rstrip()}", file=sys.stderr)
+        print(redact_text(f"error: stage {e.stage!r} failed:\n{e.details.rstrip()}"), file=sys.stderr)
         return EXIT_STAGE_FAILED
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_SIGINT
     if not args.quiet:
         for line in result.stats.summary_lines():
-            print(line, file=sys.stderr)
+            print(redact_text(line), file=sys.stderr)
     if result.reason in ("interrupted", "terminated"):
         print(f"{result.reason}: outputs finalized", file=sys.stderr)
     for error in result.source_errors:
-        print(f"error: {error}", file=sys.stderr)
+        print(redact_text(f"error: {error}"), file=sys.stderr)
     return result.exit_code

@@ -35,12 +35,12 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError, UserError
-from .paths import PROJECT_ROOT, resolve_path
+from .paths import data_dir, resolve_path
 from .step import build_step, registered_step_types
 
 logger = logging.getLogger(__name__)
 
-PIPELINES_DIR = PROJECT_ROOT / "pipelines"
+PIPELINES_DIR = data_dir("pipelines")
 #: the most processes one stage may run as.
 MAX_REPLICAS = 16
 
@@ -229,15 +229,22 @@ def step_class(spec: dict[str, Any]) -> type | None:
 
 
 def apply_overrides(config: PipelineConfig, *, device: str | None = None, det_model: str | None = None,
-                    pose_model: str | None = None, img_size: int | None = None,
+                    pose_model: str | None = None, img_size: int | None = None, conf: float | None = None,
+                    iou: float | None = None, classes: list[str] | None = None, smooth: bool | None = None,
+                    batch: int | None = None, half: bool | None = None,
                     backend: str | None = None) -> PipelineConfig:
     """A copy of ``config`` with CLI shortcuts applied and re-validated.
 
     device: set on every step with a ``device`` option; det_model / img_size:
-    ``weights`` / ``img_size`` of every ``role == "detector"`` step;
-    pose_model: ``weights`` of every ``role == "pose"`` step; backend: set
-    on every step with a ``backend`` option. Raises ConfigError when the
-    pipeline has no step the option applies to.
+    ``weights`` (a file or a registry name) / ``img_size`` of every
+    ``role == "detector"`` step; pose_model: ``weights`` of every
+    ``role == "pose"`` step; conf / iou / classes: the detector's score
+    threshold / NMS IoU / class names, whatever its step calls them; smooth:
+    add (after the tracker) or remove the ``one_euro_filter`` step; batch:
+    ``batch_size`` of every stage with a model step; half: fp16 in every
+    step that has an fp16 mode (CUDA); backend: set on every step with a
+    ``backend`` option. Raises ConfigError when the pipeline has no step the
+    option applies to.
     """
     config = replace(config, stages=[replace(s, steps=copy.deepcopy(s.steps)) for s in config.stages])
     wanted = {("detector", "weights", "--det-model"): det_model,
@@ -267,8 +274,91 @@ def apply_overrides(config: PipelineConfig, *, device: str | None = None, det_mo
                 cls = step_class(spec)
                 if cls is not None and option in {f.name for f in dataclasses.fields(cls.Options)}:
                     spec[option] = value
+    _set_detector_option(config, "--conf", conf, ("score_threshold", "conf_threshold"))
+    _set_detector_option(config, "--iou", iou, ("nms_threshold", "iou_threshold"))
+    _set_detector_option(config, "--classes", None if classes is None else list(classes), ("classes",))
+    if half:
+        _set_half(config)
+    if batch is not None:
+        _set_batch(config, batch)
+    if smooth is not None:
+        config = _set_smoothing(config, smooth)
     validate_steps(config)
     return config
+
+
+def _option_names(spec: dict[str, Any]) -> set[str]:
+    cls = step_class(spec)
+    return set() if cls is None else {f.name for f in dataclasses.fields(cls.Options)}
+
+
+def _set_detector_option(config: PipelineConfig, flag: str, value: Any, names: tuple[str, ...]) -> None:
+    """Set ``value`` on every detector step, under the first of ``names`` its options have."""
+    if value is None:
+        return
+    detectors = [spec for stage in config.stages for spec in stage.steps
+                 if getattr(step_class(spec), "role", "") == "detector"]
+    if not detectors:
+        raise ConfigError(f"{flag}: pipeline {config.name!r} has no detector step; pick a pipeline with one")
+    for spec in detectors:
+        name = next((n for n in names if n in _option_names(spec)), None)
+        if name is None:
+            hint = "; use a multi-class detector, e.g. --det-model yolov5n" if flag == "--classes" else ""
+            raise ConfigError(f"{flag}: the {spec['type']} step has no such setting{hint}")
+        spec[name] = value
+
+
+def _set_half(config: PipelineConfig) -> None:
+    hits = 0
+    for stage in config.stages:
+        for spec in stage.steps:
+            names = _option_names(spec)
+            if "half" in names:
+                spec["half"] = True
+                hits += 1
+            elif "precision" in names and "fp16" in _precision_choices(spec):
+                spec["precision"] = "fp16"
+                hits += 1
+    if not hits:
+        raise ConfigError(f"--half: no step of pipeline {config.name!r} has an fp16 mode (yolov5_detector and "
+                          "topdown_pose do, on CUDA)")
+
+
+def _precision_choices(spec: dict[str, Any]) -> tuple[str, ...]:
+    """The values a step's ``precision`` option takes (its Literal)."""
+    import typing
+
+    hint = typing.get_type_hints(step_class(spec).Options).get("precision")
+    return tuple(typing.get_args(hint))
+
+
+def _set_batch(config: PipelineConfig, batch: int) -> None:
+    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+        raise ConfigError(f"--batch: must be a positive integer, got {batch!r}")
+    hits = 0
+    for i, stage in enumerate(config.stages):
+        if any(getattr(step_class(spec), "role", "") for spec in stage.steps):
+            config.stages[i] = replace(stage, batch_size=batch)
+            hits += 1
+    if not hits:
+        raise ConfigError(f"--batch: pipeline {config.name!r} has no model stage to batch")
+
+
+def _set_smoothing(config: PipelineConfig, smooth: bool) -> PipelineConfig:
+    """Keypoint smoothing on: a ``one_euro_filter`` right after the tracker; off: none."""
+    has_filter = any(spec.get("type") == "one_euro_filter" for stage in config.stages for spec in stage.steps)
+    if not smooth:
+        stages = [replace(stage, steps=[s for s in stage.steps if s.get("type") != "one_euro_filter"])
+                  for stage in config.stages]
+        return replace(config, stages=[stage for stage in stages if stage.steps])
+    if has_filter:
+        return config
+    for stage in config.stages:
+        for index, spec in enumerate(stage.steps):
+            if spec.get("type") == "iou_tracker":
+                stage.steps.insert(index + 1, {"type": "one_euro_filter"})
+                return config
+    raise ConfigError(f"--smooth: pipeline {config.name!r} has no iou_tracker step; smoothing follows its track IDs")
 
 
 # Options that carry over when a step is swapped for one that reads the given weights.

@@ -23,6 +23,17 @@ def resolve_device(name: str = "auto"):
     return device
 
 
+#: The one half-precision rule, for every model step (``precision = "fp16"``, yolov5 ``half = true``):
+#: fp16 runs on CUDA only; asking for it on a CPU is an error, never a silent fallback to fp32.
+FP16_NEEDS_CUDA = "fp16 needs a CUDA device; use fp32 (or bf16 where the step offers it) on the CPU"
+
+
+def check_fp16_device(device, option: str) -> None:
+    """ValueError ``"<option>: fp16 needs a CUDA device; ..."`` unless ``device`` (torch.device) is CUDA."""
+    if getattr(device, "type", str(device)) != "cuda":
+        raise ValueError(f"{option}: {FP16_NEEDS_CUDA} (device is {device})")
+
+
 def check_threads(threads: int) -> None:
     """Validate a ``threads`` step option (ValueError naming it)."""
     if threads < 0:

@@ -1,4 +1,12 @@
-"""Resolving user-given paths, with errors that say what to do."""
+"""Resolving user-given paths, with errors that say what to do.
+
+The bundled weights and pipeline definitions live in the repository as
+``weights/`` and ``pipelines/`` at the top level; an installed package
+carries them as ``streampose/weights/`` and ``streampose/pipelines/``
+(package data, see ``setup.py``). :data:`DATA_ROOTS` lists where a relative
+``weights/...`` or ``pipelines/...`` is looked up, in that order, after the
+current directory.
+"""
 
 from __future__ import annotations
 
@@ -6,20 +14,35 @@ from pathlib import Path
 
 from .errors import UserError
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
+PACKAGE_DIR = Path(__file__).resolve().parent
+#: the repository root of a source checkout or an editable install (a site-packages
+#: directory when installed; then nothing is found there and PACKAGE_DIR answers).
+PROJECT_ROOT = PACKAGE_DIR.parent
+DATA_ROOTS = (PROJECT_ROOT, PACKAGE_DIR)
+
+
+def data_dir(name: str) -> Path:
+    """The folder of bundled data ``name`` ("weights", "pipelines"): the checkout's, else the package's."""
+    for root in DATA_ROOTS:
+        if (root / name).is_dir():
+            return root / name
+    return PROJECT_ROOT / name
 
 
 def resolve_path(path: str | Path) -> Path:
-    """A path as given if it exists or is absolute, else relative to the project root.
+    """A path as given if it exists or is absolute, else relative to the project root or the package.
 
     Pipeline definitions name weights as ``weights/...``; this lets them work
-    whatever the current directory is.
+    whatever the current directory is, from a checkout or an installed package.
     """
     p = Path(path).expanduser()
     if p.is_absolute() or p.exists():
         return p
-    candidate = PROJECT_ROOT / p
-    return candidate if candidate.exists() else p
+    for root in DATA_ROOTS:
+        candidate = root / p
+        if candidate.exists():
+            return candidate
+    return p
 
 
 def existing_file(path: str | Path, what: str, hint: str = "") -> Path:

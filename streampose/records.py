@@ -3,7 +3,9 @@
 Conventions, stated once for the whole package:
 - images are BGR uint8 arrays of shape (H, W, 3) at every boundary;
 - coordinates are source-frame pixels; boxes are ``xyxy``;
-- keypoints are COCO-17, 0-indexed (see ``COCO_KEYPOINT_NAMES``);
+- keypoints are 0-indexed in the order of their keypoint set (COCO-17 by
+  default, CrowdPose-14 for CrowdPose models; :mod:`streampose.keypoint_sets`,
+  found from the keypoint count by ``Poses.keypoint_set``);
 - "empty" means N = 0 with the right trailing shape, never ``None``.
 
 A :class:`FramePacket` is the one per-frame record: it carries a handle to the
@@ -19,27 +21,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-COCO_KEYPOINT_NAMES: tuple[str, ...] = (
-    "nose", "left_eye", "right_eye", "left_ear", "right_ear",
-    "left_shoulder", "right_shoulder", "left_elbow", "right_elbow",
-    "left_wrist", "right_wrist", "left_hip", "right_hip",
-    "left_knee", "right_knee", "left_ankle", "right_ankle",
-)
-NUM_KEYPOINTS = len(COCO_KEYPOINT_NAMES)
+from .keypoint_sets import COCO_17, KeypointSet, keypoint_set_for
 
-# Left/right pairs swapped by a horizontal flip (COCO order).
-COCO_FLIP_PAIRS: tuple[tuple[int, int], ...] = (
-    (1, 2), (3, 4), (5, 6), (7, 8), (9, 10), (11, 12), (13, 14), (15, 16),
-)
-# Index permutation equivalent to COCO_FLIP_PAIRS.
-COCO_FLIP_INDEX: tuple[int, ...] = (0, 2, 1, 4, 3, 6, 5, 8, 7, 10, 9, 12, 11, 14, 13, 16, 15)
-
-# Limbs drawn by the renderer (pairs of keypoint indices).
-COCO_SKELETON: tuple[tuple[int, int], ...] = (
-    (15, 13), (13, 11), (16, 14), (14, 12), (11, 12), (5, 11), (6, 12),
-    (5, 6), (5, 7), (6, 8), (7, 9), (8, 10), (1, 2), (0, 1), (0, 2),
-    (1, 3), (2, 4), (3, 5), (4, 6),
-)
+# The COCO-17 facts, named here for the many callers that mean COCO; the data lives in keypoint_sets.
+COCO_KEYPOINT_NAMES: tuple[str, ...] = COCO_17.keypoint_names
+NUM_KEYPOINTS = COCO_17.num_keypoints
+COCO_FLIP_PAIRS: tuple[tuple[int, int], ...] = COCO_17.flip_pairs
+COCO_FLIP_INDEX: tuple[int, ...] = COCO_17.flip_index
+COCO_SKELETON: tuple[tuple[int, int], ...] = COCO_17.skeleton
 
 UNTRACKED = -1
 
@@ -130,6 +119,11 @@ class Poses:
     def num_keypoints(self) -> int:
         return self.keypoints.shape[1]
 
+    @property
+    def keypoint_set(self) -> KeypointSet:
+        """Names, skeleton, flip pairs and OKS sigmas of these keypoints (by their count)."""
+        return keypoint_set_for(self.num_keypoints)
+
     @classmethod
     def empty(cls, num_keypoints: int = NUM_KEYPOINTS) -> "Poses":
         return cls(np.zeros((0, num_keypoints, 2), np.float32), np.zeros((0, num_keypoints), np.float32),
@@ -141,9 +135,10 @@ class Poses:
                      self.xyxy[index], self.track_ids[index])
 
     @staticmethod
-    def concatenate(parts: list["Poses"]) -> "Poses":
+    def concatenate(parts: list["Poses"], num_keypoints: int = NUM_KEYPOINTS) -> "Poses":
+        """Rows of every part, in order; num_keypoints: K of the empty result when there are no parts."""
         if not parts:
-            return Poses.empty()
+            return Poses.empty(num_keypoints)
         return Poses(*(np.concatenate([getattr(p, f) for p in parts]) for f in
                        ("keypoints", "keypoint_scores", "scores", "xyxy", "track_ids")))
 

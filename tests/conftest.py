@@ -38,3 +38,28 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture
+def restore_root_logger():
+    """Undo what ``streampose.cli.main`` does to the root logger (it configures logging, as a CLI should)."""
+    import logging
+
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+@pytest.fixture
+def rtsp_server():
+    """A real RTSP server on 127.0.0.1 (tests/rtsp_server.py); skipped where GStreamer's is missing."""
+    from test_rtsp import _PROBLEM, RtspServer
+
+    if _PROBLEM is not None:
+        pytest.skip(f"GStreamer RTSP server not available: {_PROBLEM}")
+    server = RtspServer()
+    server.start()
+    yield server
+    server.kill()

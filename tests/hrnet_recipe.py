@@ -50,3 +50,40 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+#: The shapes the official HigherHRNet definition (``lib/models/pose_higher_hrnet.py``) gives the head when
+#: MODEL.NUM_JOINTS is 14 (CrowdPose configs, TAG_PER_JOINT, CAT_OUTPUT): everything else is as for COCO.
+def crowdpose_head_shapes(width: int, joints: int = 14) -> dict[str, tuple[int, ...]]:
+    tags = joints  # TAG_PER_JOINT: one tag map per joint
+    return {
+        "final_layers.0.weight": (joints + tags, width, 1, 1), "final_layers.0.bias": (joints + tags,),
+        "final_layers.1.weight": (joints, width, 1, 1), "final_layers.1.bias": (joints,),
+        "deconv_layers.0.0.0.weight": (width + joints + tags, width, 4, 4),  # features ++ 1/4 output
+    }
+
+
+def crowdpose_layout(width: int) -> list[tuple[str, tuple[int, ...]]]:
+    """Official CrowdPose HigherHRNet-w{width}-640 layout: the COCO release's keys in order, the head reshaped."""
+    coco = load_layout(SHARED / "checkpoint_formats" / f"official_pose_higher_hrnet_w{width}_640.json")
+    head = crowdpose_head_shapes(width)
+    return [(key, head.get(key, shape)) for key, shape in coco]
+
+
+def fp16_release(state_dict: dict) -> dict:
+    """As the fp16-trained 640 releases are saved: ``1.`` before every key, float16 except BatchNorm."""
+    import torch
+
+    batch_norms = {k.rsplit(".", 1)[0] for k in state_dict if k.endswith("running_mean")}
+    return {f"1.{k}": (v.half() if v.is_floating_point() and k.rsplit(".", 1)[0] not in batch_norms else v)
+            for k, v in state_dict.items()}
+
+
+@lru_cache(maxsize=None)
+def recipe_crowdpose_checkpoint(width: int) -> Path:
+    """Recipe weights (the goldens' recipe) in the CrowdPose layout, saved as the official fp16 release."""
+    import torch
+
+    path = Path(_TMP.name) / f"pose_higher_hrnet_w{width}_640_crowdpose.pth.tar"
+    torch.save(fp16_release(to_torch(recipe_state_dict(crowdpose_layout(width)))), path)
+    return path

@@ -265,3 +265,26 @@ class WorkStep(Step):
             f.packet.extras[f"test_{o.label}_threads"] = os.environ.get("OMP_NUM_THREADS")
             f.packet.extras[f"test_{o.label}_device"] = o.device
         return frames
+
+
+@register_step("test_one_person")
+class OnePersonStep(Step):
+    """Gives every frame one detected person with a pose (untracked), so result rows and overlays exist."""
+
+    @dataclass
+    class Options:
+        pass
+
+    def __init__(self, options: "OnePersonStep.Options") -> None:
+        self.options = options
+
+    def process(self, frames: list[Frame]) -> list[Frame]:
+        from streampose.records import Detections, Poses
+
+        for f in frames:
+            h, w = f.image.shape[:2]
+            xyxy = np.array([[w * 0.25, h * 0.25, w * 0.75, h * 0.75]], np.float32)
+            keypoints = np.tile(np.array([[[w * 0.5, h * 0.5]]], np.float32), (1, 17, 1))
+            f.packet.detections = Detections(xyxy, np.ones(1, np.float32), np.zeros(1, np.int64))
+            f.packet.poses = Poses(keypoints, np.ones((1, 17), np.float32), np.ones(1, np.float32), xyxy)
+        return frames

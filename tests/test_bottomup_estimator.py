@@ -178,7 +178,8 @@ def test_step_options_are_checked(option, value):
 
 
 @pytest.mark.parametrize("name", ["bottomup_higherhrnet_w32_512", "bottomup_higherhrnet_w32_640",
-                                  "bottomup_higherhrnet_w48_640"])
+                                  "bottomup_higherhrnet_w48_640", "bottomup_higherhrnet_w32_640_crowdpose",
+                                  "bottomup_higherhrnet_w48_640_crowdpose"])
 def test_pipelines_use_the_bottomup_step(name, tmp_path):
     from streampose.config import apply_overrides, load_pipeline
 
@@ -186,7 +187,7 @@ def test_pipelines_use_the_bottomup_step(name, tmp_path):
     pose = config.stages[0].steps[0]
     assert pose["type"] == "higherhrnet_pose" and pose["weights"].startswith("weights/pose_higher_hrnet_")
     assert name.split("_", 2)[2] in pose["weights"]
-    assert [s["type"] for s in config.stages[-1].steps] == ["iou_tracker", "draw"]
+    assert [s["type"] for s in config.stages[-1].steps] == ["iou_tracker", "one_euro_filter", "draw"]
     other = tmp_path / "other.pth"
     other.write_bytes(b"not recognised: the step's loader reports it")
     overridden = apply_overrides(config, pose_model=str(other), device="cpu")

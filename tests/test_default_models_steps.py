@@ -90,7 +90,7 @@ def test_detector_then_pose_on_coco_images(shared_dir):
 def test_default_pipeline_is_the_bundled_pair():
     pipeline = load_pipeline("default")
     types = [spec["type"] for stage in pipeline.stages for spec in stage.steps]
-    assert types == ["yolox_detector", "movenet_pose", "iou_tracker", "draw"]
+    assert types == ["yolox_detector", "movenet_pose", "iou_tracker", "one_euro_filter", "draw"]
     for stage in pipeline.stages:
         for spec in stage.steps:
             if "weights" in spec:

@@ -66,7 +66,8 @@ def test_cli_evaluates_a_pipeline_pose_step(shared_dir, capsys):
 
 
 @pytest.mark.parametrize("argv, message", [
-    ([], "the following arguments are required: --images, --annotations"),
+    ([], "the following arguments are required: --annotations"),
+    (["--annotations", "{ann}", "--pose-model", "{ckpt}"], "--images DIR: the annotated images are needed"),
     (["--images", "{coco}", "--annotations", "{ann}"], "give --pose-model CKPT or --pipeline NAME"),
     (["--images", "{coco}", "--annotations", "{ann}", "--pose-model", "nope.pth"], "'nope.pth' not found"),
     (["--images", "{coco}/nope", "--annotations", "{ann}", "--pose-model", "{ckpt}"],

@@ -93,4 +93,16 @@ def test_oks_nms_rejects_bad_input():
     with pytest.raises(ValueError, match="threshold"):
         oks_nms(np.zeros((2, 17, 2)), np.zeros(2), np.zeros(2), 1.5)
     with pytest.raises(ValueError, match="sigmas"):
-        oks_matrix(np.zeros((1, 5, 2)), np.zeros((1, 5, 2)), np.ones(1), np.ones(1))
+        oks_matrix(np.zeros((1, 5, 2)), np.zeros((1, 5, 2)), np.ones(1), np.ones(1), sigmas=np.ones(4))
+
+
+def test_default_sigmas_follow_the_keypoint_set():
+    from streampose.keypoint_sets import CROWDPOSE_14
+
+    # One keypoint 10 px off on a 100 px^2 object: the OKS term uses that keypoint's own sigma.
+    a = np.zeros((1, 14, 2))
+    b = a.copy()
+    b[0, 12, 0] = 10.0  # CrowdPose "head", sigma 0.079 (the COCO nose would be 0.026)
+    got = oks_matrix(a, b, np.full(1, 100.0), np.full(1, 100.0))[0, 0]
+    variance = (2 * CROWDPOSE_14.oks_sigmas[12]) ** 2
+    assert got == pytest.approx((13 + np.exp(-100.0 / (2 * 100.0 * variance))) / 14)

@@ -149,3 +149,25 @@ def test_id_label_of_a_box_at_the_top_edge_goes_inside_the_box():
     near = np.abs(inside - track_color(0)).max(axis=-1) < 60  # the "0", anti-aliased, in the track's colour
     assert near.sum() > 10
     assert (image[2, 100:181] == track_color(0)).all()  # the box's top edge is not hidden by the label
+
+
+def test_crowdpose_poses_are_drawn_with_their_skeleton_and_sides(draw):
+    from streampose.builtin_steps.render import CENTRE_BGR
+    from streampose.keypoint_sets import CROWDPOSE_14
+
+    # CrowdPose order: shoulders, elbows, wrists, hips, knees, ankles (left, right), head, neck.
+    xs = [30, 70, 25, 75, 20, 80, 38, 62, 38, 62, 38, 62, 50, 50]
+    ys = [50, 50, 80, 80, 110, 110, 120, 120, 160, 160, 195, 195, 5, 35]
+    kp = np.stack([np.array(xs, np.float32) + 20, np.array(ys, np.float32) + 20], axis=1)
+    poses = Poses(kp[None], np.full((1, 14), 0.9, np.float32), np.ones(1), np.array([[40, 25, 100, 215]]))
+    assert poses.keypoint_set is CROWDPOSE_14
+    image = np.zeros((260, 160, 3), np.uint8)
+    build_step({"type": "draw", "draw_info": False, "draw_boxes": False, "keypoint_radius": 0}).process(
+        [_frame(image, poses=poses)])
+    head_neck = _midpoint(kp, 12, 13)
+    assert tuple(image[head_neck]) == CENTRE_BGR  # a limb COCO does not have, centre colour
+    assert tuple(image[_midpoint(kp, 0, 2)]) == LEFT_BGR  # left shoulder → left elbow
+    assert tuple(image[_midpoint(kp, 7, 9)]) == RIGHT_BGR  # right hip → right knee
+    lit = image.any(axis=2)  # every CrowdPose limb is drawn
+    for a, b in CROWDPOSE_14.skeleton:
+        assert lit[_midpoint(kp, a, b)], (a, b)

@@ -11,12 +11,15 @@ from streampose.runtime.stats import RunStats, StageStats
 
 def test_progress_bar_shows_count_rate_and_eta():
     stream = io.StringIO()
-    bar = ProgressBar(200, stream=stream, enabled=True, width=10)
-    bar._t0 -= 2.0  # 2 s elapsed
-    bar.update(50)
-    text = stream.getvalue()
-    assert text.startswith("\r[##--------]  50/200  25%") or text.startswith("\r[###-------]  50/200  25%")
+    now = [0.0]
+    bar = ProgressBar(200, stream=stream, enabled=True, width=10, clock=lambda: now[0])
+    for done in range(0, 51, 5):  # 25 frames per second after the warm-up
+        now[0] = done / 25
+        bar.update(done)
+    text = stream.getvalue().split("\r")[-1]
+    assert text.startswith("[##--------]  50/200  25%") or text.startswith("[###-------]  50/200  25%")
     assert " 25.0 fps" in text and "ETA 0:06" in text
+    now[0] += 6
     bar.update(200)
     assert "200/200 100%" in stream.getvalue() and "done" in stream.getvalue()
     bar.close()
@@ -41,7 +44,7 @@ def test_summary_lists_totals_latency_stages_and_steps():
     for ms in (10, 20, 30, 40):
         stats.latency.add(ms)
     text = "\n".join(stats.summary_lines())
-    assert "8 frames from 1 source in 3.0 s (4.0 fps), 2 dropped" in text
+    assert "8 frames from 1 source in 3.0 s, 4.0 fps steady state, 2 dropped" in text
     latency = re.search(r"latency capture->sink: p50 ([\d.]+) ms, p99 ([\d.]+) ms", text)
     assert abs(float(latency[1]) - 20) <= 0.2 and abs(float(latency[2]) - 40) <= 0.4  # 1 % buckets
     assert "reconnects=1" in text

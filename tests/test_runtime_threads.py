@@ -81,7 +81,7 @@ def test_balancer_follows_a_changing_load():
 
 def _two_model_stages(out, heavy_threads=0):
     return parse_pipeline({"step_modules": [STEPS_FILE], "stages": [
-        {"name": "light", "steps": [{"type": "test_work", "seconds": 0.0005, "label": "light"}]},
+        {"name": "light", "steps": [{"type": "test_work", "seconds": 0.0, "label": "light"}]},
         {"name": "heavy", "steps": [{"type": "test_work", "seconds": 0.01, "label": "heavy",
                                      "threads": heavy_threads}]},
         {"name": "sink", "steps": [{"type": "test_record", "path": str(out)}]}]}, name="threads")

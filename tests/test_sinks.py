@@ -12,8 +12,9 @@ from iohelpers import audio_packets, feed, make_video, pattern, start_event
 
 from streampose.errors import ConfigError, SinkError
 from streampose.io import open_source, read_csv, read_jsonl, sink_specs
-from streampose.io.results import CSV_COLUMNS
-from streampose.records import COCO_KEYPOINT_NAMES, Detections, EndOfStream, Frame, FramePacket, Poses
+from streampose.io.results import CSV_COLUMNS, CSV_PERSON_COLUMNS, csv_columns
+from streampose.keypoint_sets import COCO_17, CROWDPOSE_14
+from streampose.records import Detections, EndOfStream, Frame, FramePacket, Poses
 from streampose.step import build_step
 
 
@@ -63,7 +64,7 @@ def test_sink_specs_existing_folder_several_outputs_and_sources(tmp_path, monkey
 
 
 @pytest.mark.parametrize("output, message", [
-    ("{tmp}/notes.txt", "unknown extension; use one of .avi .csv .jsonl .mkv .mov .mp4 .webm"),
+    ("{tmp}/notes.txt", "unknown extension; use one of .avi .bmp .csv .jpeg .jpg .json .jsonl .mkv .mov .mp4"),
     ("{tmp}/missing/out.mp4", "folder .*missing' does not exist"),
     ("{tmp}/afile.txt/out.jsonl", "is not a folder"),
     ("{tmp}/afile.txt/frames/", "is a file, not a folder"),
@@ -256,12 +257,13 @@ def test_sinks_only_read_the_frames(tmp_path):
 
 # ---------------------------------------------------------------- JSON lines and CSV
 
-def random_packets(rng: np.random.Generator, source_id: int, count: int) -> list[FramePacket]:
+def random_packets(rng: np.random.Generator, source_id: int, count: int,
+                   num_keypoints: int = COCO_17.num_keypoints) -> list[FramePacket]:
     packets = []
     for index in range(count):
         n = index % 3  # 0, 1 or 2 people
-        keypoints = rng.uniform(0, 640, (n, 17, 2)).astype(np.float32)
-        keypoint_scores = rng.uniform(0, 1, (n, 17)).astype(np.float32)
+        keypoints = rng.uniform(0, 640, (n, num_keypoints, 2)).astype(np.float32)
+        keypoint_scores = rng.uniform(0, 1, (n, num_keypoints)).astype(np.float32)
         if n:
             keypoints[0, 3] = np.nan  # a keypoint a model could not place
         xyxy = np.sort(rng.uniform(0, 640, (n, 4)), axis=1).astype(np.float32)
@@ -354,7 +356,7 @@ def test_csv_round_trip_one_row_per_person(tmp_path):
     lines = path.read_text().splitlines()
     assert lines[0].split(",") == list(CSV_COLUMNS)
     assert CSV_COLUMNS[:10] == ("source", "source_name", "frame", "pts", "track_id", "score", "x1", "y1", "x2", "y2")
-    assert CSV_COLUMNS[10:13] == ("nose_x", "nose_y", "nose_score") and len(CSV_COLUMNS) == 10 + 3 * 17
+    assert CSV_COLUMNS[10:13] == ("nose_x", "nose_y", "nose_score") and len(CSV_COLUMNS) == 10 + 3 * COCO_17.num_keypoints
     people = [p for group in groups for p in group if p.poses is not None and len(p.poses)]
     assert len(lines) - 1 == sum(len(p.poses) for p in people)
     read = {(r.source_id, r.index): r for r in read_csv(path)}
@@ -365,16 +367,49 @@ def test_csv_round_trip_one_row_per_person(tmp_path):
         assert_same_poses(result.poses, packet.poses)
 
 
-def test_csv_needs_coco_keypoints(tmp_path):
+def test_csv_and_jsonl_name_crowdpose_keypoints(tmp_path):
+    rng = np.random.default_rng(4)
+    packets = random_packets(rng, 0, 5, num_keypoints=CROWDPOSE_14.num_keypoints)
+    for kind in ("csv", "jsonl"):
+        path = tmp_path / f"out.{kind}"
+        step = build_step({"type": f"{kind}_writer", "path": str(path)})
+        run_packets(step, [packets])
+        step.close()
+        read = {r.index: r for r in (read_csv(path) if kind == "csv" else read_jsonl(path))}
+        for packet in packets:
+            if packet.poses is not None and len(packet.poses):
+                assert read[packet.index].poses.num_keypoints == 14
+                assert_same_poses(read[packet.index].poses, packet.poses)
+    header = (tmp_path / "out.csv").read_text().splitlines()[0].split(",")
+    assert header == list(csv_columns(CROWDPOSE_14)) and len(header) == 10 + 3 * 14
+    assert header[10:13] == ["left_shoulder_x", "left_shoulder_y", "left_shoulder_score"]
+    assert header[-3:] == ["neck_x", "neck_y", "neck_score"]
+
+
+def test_csv_refuses_a_second_keypoint_set(tmp_path):
     step = build_step({"type": "csv_writer", "path": str(tmp_path / "o.csv")})
     step.start()
     step.start_of_stream(start_event())
-    poses = Poses(np.zeros((1, 5, 2)), np.zeros((1, 5)), np.zeros(1), np.zeros((1, 4)))
-    packet = FramePacket(0, "test", 0, 0.0, (48, 64, 3), 0.0, poses=poses)
-    with pytest.raises(SinkError, match="17 COCO keypoints"):
-        step.process([Frame(packet, np.zeros((48, 64, 3), np.uint8))])
+    for index, k in enumerate((14, 17)):
+        poses = Poses(np.zeros((1, k, 2)), np.ones((1, k)), np.ones(1), np.zeros((1, 4)))
+        packet = FramePacket(0, "test", index, 0.0, (48, 64, 3), 0.0, poses=poses)
+        frame = Frame(packet, np.zeros((48, 64, 3), np.uint8))
+        if k == 14:
+            step.process([frame])
+        else:
+            with pytest.raises(SinkError, match="17 keypoints after 14"):
+                step.process([frame])
     step.abort()
-    assert len(COCO_KEYPOINT_NAMES) == 17 and leftovers(tmp_path) == []
+    assert leftovers(tmp_path) == []
+
+
+def test_csv_without_people_has_the_person_columns(tmp_path):
+    path = tmp_path / "o.csv"
+    step = build_step({"type": "csv_writer", "path": str(path)})
+    run_packets(step, [[FramePacket(0, "cam0", 0, 0.0, (48, 64, 3), 0.0, poses=Poses.empty())]])
+    step.close()
+    assert path.read_text().splitlines() == [",".join(CSV_PERSON_COLUMNS)]
+    assert list(read_csv(path)) == []
 
 
 # ---------------------------------------------------------------- image folders

@@ -124,7 +124,7 @@ def test_topdown_pose_step_needs_detections(pose_step):
 def test_pipeline_definitions_are_valid(name):
     config = load_pipeline(name)
     types = [[s["type"] for s in stage.steps] for stage in config.stages]
-    assert types == [["yolov5_detector"], ["topdown_pose"], ["iou_tracker", "draw"]]
+    assert types == [["yolov5_detector"], ["topdown_pose"], ["iou_tracker", "one_euro_filter", "draw"]]
     assert config.stages[0].steps[0]["weights"] == "weights/crowdhuman_yolov5m.pt"
 
 

@@ -205,11 +205,11 @@ def test_coco_batch_matches_official_per_image_results(golden, coco, detectors):
         assert np.abs(ours.xyxy[order] - ref_xyxy[ref_order]).max() <= 0.5 + BOX_TOL_PX
 
 
-def test_half_is_cuda_only(detectors, caplog):
-    with caplog.at_level("WARNING"):
-        cpu_half = YoloV5Detector(detectors["rect"].network, detectors["rect"].names, half=True, device="cpu")
-    assert not cpu_half.half and "half=True ignored" in caplog.text
-    assert all(p.dtype == torch.float32 for p in cpu_half.network.parameters())
+def test_half_is_cuda_only(detectors):
+    # The one fp16 rule (streampose.device): an error on the CPU, as precision = "fp16" is, never a silent fp32.
+    with pytest.raises(ValueError, match="half: fp16 needs a CUDA device"):
+        YoloV5Detector(detectors["rect"].network, detectors["rect"].names, half=True, device="cpu")
+    assert all(p.dtype == torch.float32 for p in detectors["rect"].network.parameters())
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

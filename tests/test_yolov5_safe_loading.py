@@ -254,7 +254,7 @@ def test_out_of_bounds_tensor_is_refused(tmp_path):
     with zipfile.ZipFile(path, "w") as archive:
         for entry, data in entries.items():
             archive.writestr(entry, data)
-    with pytest.raises(CheckpointError, match="past the end of its storage"):
+    with pytest.raises(CheckpointError, match="claims 9 elements from a storage of 4"):
         restricted_load(path)
 
 
@@ -281,7 +281,7 @@ def test_unusable_files_give_one_line_errors(tmp_path):
     data = bytearray(damaged.read_bytes())
     data[data.index(b"\x00\x00\x80?") + 2] ^= 0xFF  # inside the float 1.0 of the storage
     damaged.write_bytes(bytes(data))
-    with pytest.raises(CheckpointError, match="not a readable torch checkpoint"):
+    with pytest.raises(CheckpointError, match="truncated or damaged checkpoint"):
         restricted_load(damaged)
     cut = tmp_path / "cut.pt"
     cut.write_bytes(state_dict.read_bytes()[:200])

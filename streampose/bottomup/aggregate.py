@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..records import COCO_FLIP_INDEX, NUM_KEYPOINTS
+from ..keypoint_sets import COCO_17
 
 
 def _resize(maps, size_hw: tuple[int, int]):
@@ -34,8 +34,8 @@ def _resize(maps, size_hw: tuple[int, int]):
     return F.interpolate(maps, size=size_hw, mode="bilinear", align_corners=False)
 
 
-def stage_maps(outputs, *, num_joints: int = NUM_KEYPOINTS, flipped: bool = False,
-               flip_index: tuple[int, ...] = COCO_FLIP_INDEX):
+def stage_maps(outputs, *, num_joints: int = COCO_17.num_keypoints, flipped: bool = False,
+               flip_index: tuple[int, ...] = COCO_17.flip_index):
     """One forward pass → (heatmaps (N, J, h, w), tags (N, J, h, w)) at out1's resolution.
 
     outputs: the network's ``[out0, out1]``; flipped: the input was flipped

@@ -10,7 +10,10 @@ Example::
 
     from streampose.bottomup import HigherHRNetEstimator
     estimator = HigherHRNetEstimator.from_checkpoint("weights/pose_higher_hrnet_w32_512.pth")
-    poses = estimator.predict(cv2.imread("people.jpg"))   # Poses: keypoints (N, 17, 2) in frame pixels
+    poses = estimator.predict(cv2.imread("people.jpg"))   # Poses: keypoints (N, K, 2) in frame pixels
+
+COCO-17 and CrowdPose-14 models are both supported: the keypoint set (flip
+index, grouping order) follows the number of joints the checkpoint has.
 """
 
 from __future__ import annotations
@@ -22,7 +25,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import CheckpointError
-from ..records import COCO_FLIP_INDEX, NUM_KEYPOINTS, Poses
+from ..keypoint_sets import COCO_17, KEYPOINT_SETS, KeypointSet, keypoint_set_for
+from ..records import Poses
 from . import grouping
 from .aggregate import MapAccumulator, stage_maps
 from .resize import ResizeGeometry, group_by_size, multi_scale_size, normalize_to_tensor, warp_to_input
@@ -55,18 +59,23 @@ class HigherHRNetEstimator:
     by default); params: grouping settings; filter_redundant_poses: drop
     near-duplicate poses (mean absolute keypoint difference under 3 px, the
     simple-HigherHRNet filter; off in the official evaluation); min_pose_score:
-    drop people whose score is below it.
+    drop people whose score is below it; keypoint_set: the network's joints
+    (COCO-17 or CrowdPose-14): flip index, and the grouping order that
+    ``params.joint_order`` must equal.
     """
 
     def __init__(self, network, *, input_size: int, device, flip_test: bool = True,
                  scales: tuple[float, ...] = (1.0,), params: grouping.ParserParams = grouping.ParserParams(),
-                 filter_redundant_poses: bool = False, min_pose_score: float = 0.0) -> None:
+                 filter_redundant_poses: bool = False, min_pose_score: float = 0.0,
+                 keypoint_set: KeypointSet = COCO_17) -> None:
         if input_size < 64 or input_size % 64 != 0:
             raise ValueError(f"input_size must be a positive multiple of 64, got {input_size}")
         if not scales or any(s <= 0 for s in scales):
             raise ValueError(f"scales must be positive, got {scales}")
-        if len(params.joint_order) != NUM_KEYPOINTS:
-            raise ValueError(f"params.joint_order must list the {NUM_KEYPOINTS} COCO joints")
+        if len(params.joint_order) != keypoint_set.num_keypoints:
+            raise ValueError(f"params.joint_order must list the {keypoint_set.num_keypoints} joints of "
+                             f"{keypoint_set.name}, got {len(params.joint_order)}")
+        self.keypoint_set = keypoint_set
         self.network = network
         self.input_size = int(input_size)
         self.device = device
@@ -84,9 +93,11 @@ class HigherHRNetEstimator:
                         min_pose_score: float = 0.0) -> "HigherHRNetEstimator":
         """Load an official HigherHRNet checkpoint (w32-512, w32-640, w48-640; fp16 wrappers too).
 
-        input_size: None takes the model's (512 or 640). Raises UserError for a
-        missing file and CheckpointError for a checkpoint that is not a
-        COCO-17 HigherHRNet (e.g. a top-down HRNet: use ``topdown_pose``).
+        input_size: None takes the model's (512 or 640). COCO-17 and
+        CrowdPose-14 models (official CrowdPose w32-640, w48-640) are
+        recognised from their joint count. Raises UserError for a missing
+        file and CheckpointError for a checkpoint that is not a HigherHRNet of
+        a known keypoint set (e.g. a top-down HRNet: use ``topdown_pose``).
         """
         from ..device import resolve_device
         from ..models import load_pose_model
@@ -96,15 +107,20 @@ class HigherHRNetEstimator:
         if spec.head.kind != "higherhrnet":
             raise CheckpointError(f"{str(path)!r} is a top-down {spec.name} checkpoint, not HigherHRNet; "
                                   "use it with the topdown_pose step or give a pose_higher_hrnet_* checkpoint")
-        if spec.num_joints != NUM_KEYPOINTS or spec.head.tag_dim != NUM_KEYPOINTS:
+        keypoint_set = keypoint_set_for(spec.num_joints)
+        if keypoint_set.name not in KEYPOINT_SETS or spec.head.tag_dim != spec.num_joints:
+            known = ", ".join(f"{s.name} ({s.num_keypoints})" for s in KEYPOINT_SETS.values())
             raise CheckpointError(f"{str(path)!r} has {spec.num_joints} joints and {spec.head.tag_dim} tag maps; "
-                                  f"only COCO-{NUM_KEYPOINTS} HigherHRNet with a tag per joint is supported")
+                                  f"only HigherHRNet with a tag per joint of a known keypoint set ({known}) "
+                                  "is supported")
         params = grouping.ParserParams(detection_threshold=detection_threshold, tag_threshold=tag_threshold,
-                                       max_num_people=max_people, adjust=adjust, refine=refine)
+                                       max_num_people=max_people, adjust=adjust, refine=refine,
+                                       joint_order=keypoint_set.joint_order)
         size = spec.input_size_wh[0] if input_size is None else input_size
         logger.info("HigherHRNet %s on %s, input %d, flip test %s", spec.name, torch_device, size, flip_test)
         return cls(network, input_size=size, device=torch_device, flip_test=flip_test, scales=scales,
-                   params=params, filter_redundant_poses=filter_redundant_poses, min_pose_score=min_pose_score)
+                   params=params, filter_redundant_poses=filter_redundant_poses, min_pose_score=min_pose_score,
+                   keypoint_set=keypoint_set)
 
     # ------------------------------------------------------------------ inference
 
@@ -138,10 +154,11 @@ class HigherHRNetEstimator:
                 x = normalize_to_tensor(warped, self.device)
                 n = x.shape[0]
                 outputs = self.network(torch.cat([x, torch.flip(x, [3])]) if self.flip_test else x)
-                heatmaps, tags = stage_maps([o[:n] for o in outputs])
+                num_joints = self.keypoint_set.num_keypoints
+                heatmaps, tags = stage_maps([o[:n] for o in outputs], num_joints=num_joints)
                 if self.flip_test:
-                    heatmaps_flip, tags_flip = stage_maps([o[n:] for o in outputs], flipped=True,
-                                                          flip_index=COCO_FLIP_INDEX)
+                    heatmaps_flip, tags_flip = stage_maps([o[n:] for o in outputs], num_joints=num_joints,
+                                                          flipped=True, flip_index=self.keypoint_set.flip_index)
                     accumulator.add(heatmaps, tags, heatmaps_flip, tags_flip)
                 else:
                     accumulator.add(heatmaps, tags)
@@ -174,8 +191,9 @@ class HigherHRNetEstimator:
 def warm_up_grouping() -> None:
     """Run the parser once on tiny synthetic maps so later frames do not pay the JIT."""
     rng = np.random.default_rng(0)
-    det = rng.random((NUM_KEYPOINTS, 48, 64), dtype=np.float32)
-    tag = rng.standard_normal((NUM_KEYPOINTS, 48, 64, 1), dtype=np.float32)
+    # The kernels are compiled per array type, not size: COCO-sized maps warm them for every keypoint set.
+    det = rng.random((COCO_17.num_keypoints, 48, 64), dtype=np.float32)
+    tag = rng.standard_normal((COCO_17.num_keypoints, 48, 64, 1), dtype=np.float32)
     grouping.parse(det, tag)
 
 

@@ -15,9 +15,8 @@ is deterministic:
   shoulders, hips, elbows, wrists, knees, ankles); candidates above the
   detection threshold are assigned to the first ``max_num_people`` people by an
   optimal assignment of ``round(tag distance) * 100 - value`` (numpy's
-  round-half-even), solved by the algorithm of the ``munkres`` package the
-  official code calls (version 2.0.0, a shortest-augmenting-path Hungarian
-  method: same tie-breaking on equal costs); a candidate whose
+  round-half-even), solved exactly as the ``munkres`` package the official
+  code calls (see *Which munkres* below); a candidate whose
   tag distance is not under the tag threshold starts a new person keyed by its
   first tag value (a person with an equal key is overwritten, as the official
   dict does). Person mean tags are float32 means in numpy's summation order;
@@ -29,6 +28,24 @@ is deterministic:
   branch-and-bound over 8x8 tiles (the heatmap maximum of a tile and its
   tags' bounding box bound its scores), which returns exactly the full-map
   argmax but touches few pixels.
+
+Which munkres: the rounded costs make assignments of exactly equal cost
+common (people whose tag distances round alike, equal peak values), and the
+official code keeps whichever one ``munkres.Munkres().compute`` returns, so
+the people found depend on that package's version. The official numbers we
+reproduce (``../shared/golden``, HRNet/HigherHRNet-Human-Pose-Estimation @
+aa23881) were made with **munkres 3.0.0**, the current release, installed
+from its wheel, which carries a C kernel. Its ``compute`` sends a float
+problem of at least 16 cells to that kernel (a LAPJV-style shortest path
+whose column scan runs in a swap-remove list and prefers a free column on a
+tie) and smaller ones to its Python solver (the row-minimum warm start and
+index-order Dijkstra of 2.0.0, which has no kernel). :func:`lap_assign`
+reproduces both and the dispatch; on equal costs 2.0.0 alone, 3.0.0 without
+its kernel (``PALDITA_NO_NATIVE=1`` or a build without a compiler) and 1.x
+(Munkres' step algorithm) may each pick another optimum. A held-back golden
+with ~300 candidate people told 2.0.0 and 3.0.0 apart (14 joints on
+different people before refine); the visible ones cannot. The ``dev``
+extra pins munkres 3.0.0 as the reference the tests compare against.
 
 Arrays: ``det`` (J, H, W) float32 heatmaps, ``tag`` (J, H, W, D) float32 tags
 (D = 1 without flip, 2 with flip test, more with several scales), both at the
@@ -44,8 +61,11 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
-#: Official match order for COCO-17 (``Params.joint_order`` without a centre joint).
-COCO_JOINT_ORDER: tuple[int, ...] = (0, 1, 2, 3, 4, 5, 6, 11, 12, 7, 8, 9, 10, 13, 14, 15, 16)
+from ..keypoint_sets import COCO_17
+
+#: Official match order for COCO-17 (``Params.joint_order`` without a centre joint); other sets: their
+#: ``KeypointSet.joint_order``.
+COCO_JOINT_ORDER: tuple[int, ...] = COCO_17.joint_order
 
 #: Side of the square tiles of the refine branch-and-bound.
 REFINE_TILE = 8
@@ -365,32 +385,36 @@ def _top_k_kernel(det, tag, k, pad):
 # ---------------------------------------------------------------------------
 # optimal assignment: the solver of the munkres package the goldens were made with
 
+#: ``munkres`` 3.0.0 hands problems of at least this many cells to its C kernel (``_core._NATIVE_MIN``).
+MUNKRES_NATIVE_MIN_CELLS = 16
+
+#: Both munkres 3.0.0 solvers give up on float arithmetic when max|cost| * (R + C + 4) reaches this.
+_FLOAT_RANGE_LIMIT = 1.7e308
+
 
 @njit(cache=True, error_model="numpy")
-def lap_assign(cost):
-    """Column assigned to each row of a (R, C) float64 cost matrix, R <= C; all -1 on failure.
+def _lap_python_solver(cost, assignment, work_f, work_i):
+    """munkres 3.0.0's pure-Python solver (``_core._solve_raw``, unchanged from 2.0.0), on a finite cost.
 
-    The shortest-augmenting-path Hungarian method with dual potentials of
-    ``munkres.Munkres().compute`` 2.0.0 (the version the official outputs in
-    ``../shared/golden`` were produced with; 1.1.4's step algorithm resolves
-    equal-cost alternatives differently): warm start by row minima and a
-    greedy match of zero-reduced cells in column order, then one augmenting
-    path per unmatched row, every comparison strict, so equal costs resolve
-    exactly as there. Costs must be finite.
+    Warm start by row minima and a greedy match of zero-reduced cells in
+    column order, then one augmenting path per unmatched row over all
+    columns in index order, every comparison strict. Fills ``assignment``;
+    False if no path was found (cannot happen for finite costs). work_f /
+    work_i: scratch of at least ``LAP_WORK_SIZE(R, C)`` float64 / int64.
     """
     n, m = cost.shape
-    assignment = np.full(n, _ASSIGN_FAILED, np.int64)
-    if n > m:
-        return assignment
-    for i in range(n):
-        for j in range(m):
-            if not np.isfinite(cost[i, j]):
-                return assignment
-    u = np.zeros(n)
-    v = np.zeros(m + 1)
-    p = np.full(m + 1, -1, np.int64)
-    way = np.zeros(m + 1, np.int64)
-    matched = np.zeros(n, np.bool_)
+    u = work_f[:n]
+    v = work_f[n:n + m + 1]
+    minv = work_f[n + m + 1:n + 2 * m + 2]
+    p = work_i[:m + 1]
+    way = work_i[m + 1:2 * m + 2]
+    matched = work_i[2 * m + 2:2 * m + 2 + n]
+    used = work_i[2 * m + 2 + n:3 * m + 3 + n]
+    u[:] = 0.0
+    v[:] = 0.0
+    p[:] = -1
+    way[:] = 0
+    matched[:] = 0
     for i in range(n):
         low = cost[i, 0]
         for j in range(1, m):
@@ -400,19 +424,17 @@ def lap_assign(cost):
         for j in range(m):
             if p[j] == -1 and cost[i, j] == low:
                 p[j] = i
-                matched[i] = True
+                matched[i] = 1
                 break
-    minv = np.empty(m + 1)
-    used = np.empty(m + 1, np.bool_)
     for i in range(n):
         if matched[i]:
             continue
         p[m] = i
         j0 = m
         minv[:] = np.inf
-        used[:] = False
+        used[:] = 0
         while True:
-            used[j0] = True
+            used[j0] = 1
             i0 = p[j0]
             ui = u[i0]
             for j in range(m):
@@ -428,7 +450,7 @@ def lap_assign(cost):
                     delta = minv[j]
                     j1 = j
             if j1 < 0:
-                return assignment
+                return False
             for j in range(m + 1):
                 if used[j]:
                     u[p[j]] += delta
@@ -445,7 +467,155 @@ def lap_assign(cost):
     for j in range(m):
         if p[j] >= 0:
             assignment[p[j]] = j
+    return True
+
+
+@njit(cache=True, error_model="numpy")
+def _lap_native_solver(cost, assignment, work_f, work_i):
+    """munkres 3.0.0's C kernel (``_native/lap.c``, float64 kind), on a finite cost.
+
+    The same warm start, then per unmatched row a shortest-path search in
+    the LAPJV style: the candidate columns are kept in a list that starts in
+    reverse index order and loses a column by swapping in its last entry;
+    the path cost carries the running minimum (``minval + c - u - v``, summed
+    left to right as C does); among equal reduced costs the first column in
+    list order wins, except that a free column replaces an equal one (so the
+    last free column of equal cost is taken). Potentials are updated once per
+    augmentation. Fills ``assignment``; False if no path was found. work_f /
+    work_i: scratch as for :func:`_lap_python_solver`. Not
+    :func:`streampose.assignment.linear_assignment` (scipy's variant, for the
+    tracker): that one has no warm start and orders ties otherwise, and the
+    official people depend on the order.
+    """
+    n, m = cost.shape
+    u = work_f[:n]
+    v = work_f[n:n + m]
+    shortest = work_f[n + m:n + 2 * m]
+    row4col = work_i[:m]
+    col4row = work_i[m:m + n]
+    path = work_i[m + n:2 * m + n]
+    remaining = work_i[2 * m + n:3 * m + n]
+    scanned = work_i[3 * m + n:4 * m + n]
+    u[:] = 0.0
+    v[:] = 0.0
+    row4col[:] = -1
+    col4row[:] = -1
+    path[:] = 0
+    # The C kernel skips +inf (forbidden) cells; every cost is finite here, so those tests are left out:
+    # each column's path length is then finite from the first row that scans it on.
+    for i in range(n):
+        low = cost[i, 0]
+        for j in range(1, m):
+            if cost[i, j] < low:
+                low = cost[i, j]
+        u[i] = low
+        for j in range(m):
+            if row4col[j] < 0 and cost[i, j] == low:
+                row4col[j] = i
+                col4row[i] = j
+                break
+    for cur in range(n):
+        if col4row[cur] >= 0:
+            continue
+        num_remaining = m
+        num_scanned = 0
+        for k in range(m):
+            remaining[k] = m - 1 - k
+            shortest[k] = np.inf
+        minval = 0.0
+        i = cur
+        sink = -1
+        while sink < 0:
+            lowest = np.inf
+            index = -1
+            ui = u[i]
+            for k in range(num_remaining):
+                j = remaining[k]
+                r = minval + cost[i, j] - ui - v[j]
+                if r < shortest[j]:
+                    path[j] = i
+                    shortest[j] = r
+                sj = shortest[j]
+                if index < 0 or sj < lowest or (sj == lowest and row4col[j] < 0):
+                    lowest = sj
+                    index = k
+            if index < 0:
+                return False
+            minval = lowest
+            j = remaining[index]
+            if row4col[j] < 0:
+                sink = j
+            else:
+                i = row4col[j]
+                scanned[num_scanned] = j
+                num_scanned += 1
+                num_remaining -= 1
+                remaining[index] = remaining[num_remaining]
+        u[cur] += minval
+        for a in range(num_scanned):
+            j = scanned[a]
+            u[row4col[j]] += minval - shortest[j]
+            v[j] -= minval - shortest[j]
+        j = sink
+        while True:
+            ii = path[j]
+            row4col[j] = ii
+            previous = col4row[ii]
+            col4row[ii] = j
+            j = previous
+            if ii == cur:
+                break
+    for i in range(n):
+        assignment[i] = col4row[i]
+    return True
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _lap_work_size(n, m):
+    # float64 / int64 scratch both solvers need for an (n, m) problem.
+    return n + 4 * m + 4
+
+
+@njit(cache=True, error_model="numpy")
+def lap_assign(cost):
+    """Column assigned to each row of a (R, C) float64 cost matrix, R <= C; all -1 on failure.
+
+    Exactly the assignment ``munkres.Munkres().compute`` 3.0.0 returns, equal
+    costs included: matrices of at least ``MUNKRES_NATIVE_MIN_CELLS`` cells go
+    to its C kernel (:func:`_lap_native_solver`), smaller ones to its Python
+    solver (:func:`_lap_python_solver`); the two break ties differently.
+    Fails (all -1) on a non-finite cost, and where munkres would switch to
+    exact fractions (max|cost| * (R + C + 4) >= 1.7e308, far beyond any tag
+    cost).
+    """
+    n, m = cost.shape
+    assignment = np.empty(n, np.int64)
+    size = _lap_work_size(n, m)
+    _lap_assign_into(cost, assignment, np.empty(size), np.empty(size, np.int64))
     return assignment
+
+
+@njit(cache=True, error_model="numpy")
+def _lap_assign_into(cost, assignment, work_f, work_i):
+    """:func:`lap_assign` into ``assignment`` (R,) with caller-owned scratch (``_lap_work_size`` each)."""
+    n, m = cost.shape
+    assignment[:] = _ASSIGN_FAILED
+    if n > m:
+        return
+    biggest = 0.0
+    for i in range(n):
+        for j in range(m):
+            if not np.isfinite(cost[i, j]):
+                return
+            biggest = max(biggest, abs(cost[i, j]))
+    if n == 0 or biggest * (n + m + 4.0) >= _FLOAT_RANGE_LIMIT:
+        return
+    if n * m >= MUNKRES_NATIVE_MIN_CELLS:
+        solved = _lap_native_solver(cost, assignment, work_f, work_i)
+    else:
+        solved = _lap_python_solver(cost, assignment, work_f, work_i)
+    if not solved:
+        assignment[:] = _ASSIGN_FAILED
 
 
 # ---------------------------------------------------------------------------
@@ -489,6 +659,10 @@ def _match_by_tag_kernel(tag_k, loc_k, val_k, joint_order, detection_threshold, 
     max_grouped = min(capacity, max_num_people)
     distances = np.empty((k, max(max_grouped, 1)))
     cost_buffer = np.empty(k * max(k, max_grouped, 1))
+    lap_size = _lap_work_size(k, max(k, max_grouped, 1))
+    lap_work_f = np.empty(lap_size)
+    lap_work_i = np.empty(lap_size, np.int64)
+    assignment = np.empty(k, np.int64)
     squares = np.empty(depth)
     status = 0
     for i in range(num_joints):
@@ -539,7 +713,7 @@ def _match_by_tag_kernel(tag_k, loc_k, val_k, joint_order, detection_threshold, 
                     cost[a, g] = np.rint(distance) * 100 - value
                 else:
                     cost[a, g] = distance
-        assignment = lap_assign(cost)
+        _lap_assign_into(cost, assignment[:num_added], lap_work_f, lap_work_i)
         if assignment[0] == _ASSIGN_FAILED:
             status = 1
             break

@@ -40,7 +40,17 @@ def top_k_reference(det: np.ndarray, tag: np.ndarray, params: ParserParams = Par
 
 
 def lap_assign_reference(cost: np.ndarray) -> np.ndarray:
-    """Column per row, the shortest-augmenting-path Hungarian method of ``munkres`` 2.0.0, in lists.
+    """Column per row as ``munkres`` 3.0.0's ``Munkres().compute``: its C kernel from 16 cells on, else its Python solver."""
+    from .grouping import MUNKRES_NATIVE_MIN_CELLS
+
+    cost = np.asarray(cost, dtype=np.float64)
+    if cost.shape[0] * cost.shape[1] >= MUNKRES_NATIVE_MIN_CELLS:
+        return native_kernel_assign_reference(cost)
+    return python_solver_assign_reference(cost)
+
+
+def python_solver_assign_reference(cost: np.ndarray) -> np.ndarray:
+    """Column per row, the shortest-augmenting-path Hungarian method of munkres' Python solver, in lists.
 
     Row minima as starting potentials, greedy zero-reduced matches in column
     order, then per unmatched row a Dijkstra-like search over columns with
@@ -99,11 +109,70 @@ def lap_assign_reference(cost: np.ndarray) -> np.ndarray:
     return assignment
 
 
+def native_kernel_assign_reference(cost: np.ndarray) -> np.ndarray:
+    """Column per row, munkres 3.0.0's C kernel (``lap.c``) written out in lists; finite costs, rows <= columns.
+
+    The same warm start; then, per unmatched row, columns still to reach are
+    held in a list (reverse index order at first, a reached column replaced
+    by the list's last entry), path lengths carry the running minimum, a
+    free column wins an equal-length tie, potentials move once per path.
+    """
+    rows = np.asarray(cost, dtype=np.float64).tolist()
+    n, m = len(rows), len(rows[0])
+    u, v = [0.0] * n, [0.0] * m
+    row_of_col, col_of_row = [-1] * m, [-1] * n
+    via = [0] * m
+    for i, row in enumerate(rows):
+        u[i] = min(row)
+        for j, c in enumerate(row):
+            if row_of_col[j] < 0 and c == u[i]:
+                row_of_col[j], col_of_row[i] = i, j
+                break
+    for start in range(n):
+        if col_of_row[start] >= 0:
+            continue
+        to_reach = list(range(m - 1, -1, -1))
+        length = [float("inf")] * m
+        reached: list[int] = []
+        path_length, i, sink = 0.0, start, -1
+        while sink < 0:
+            lowest, index = float("inf"), -1
+            for k, j in enumerate(to_reach):
+                r = path_length + rows[i][j] - u[i] - v[j]
+                if r < length[j]:
+                    via[j], length[j] = i, r
+                if index < 0 or length[j] < lowest or (length[j] == lowest and row_of_col[j] < 0):
+                    lowest, index = length[j], k
+            path_length = lowest
+            j = to_reach[index]
+            if row_of_col[j] < 0:
+                sink = j
+            else:
+                i = row_of_col[j]
+                reached.append(j)
+                to_reach[index] = to_reach[-1]
+                to_reach.pop()
+        u[start] += path_length
+        for j in reached:
+            u[row_of_col[j]] += path_length - length[j]
+            v[j] -= path_length - length[j]
+        j = sink
+        while True:
+            i = via[j]
+            row_of_col[j] = i
+            col_of_row[i], j = j, col_of_row[i]
+            if i == start:
+                break
+    return np.array(col_of_row, dtype=np.int64)
+
+
 def munkres_package_assign(cost: np.ndarray) -> np.ndarray:
     """Column per row from the installed ``munkres`` package (``Munkres().compute``), as the official call.
 
-    Versions before 2.0 use another algorithm: same optimum, but equal-cost
-    alternatives may be resolved differently from :func:`lap_assign_reference`.
+    Equal-cost alternatives are resolved as :func:`lap_assign_reference` does
+    only with munkres 3.0.0 and its C kernel loaded (1.x uses another
+    algorithm; 2.0.0 has only the Python solver; ``PALDITA_NO_NATIVE=1``
+    switches 3.0.0's kernel off).
     """
     from munkres import Munkres
 
@@ -217,9 +286,10 @@ def refine_reference(grouped: np.ndarray, det: np.ndarray, tag: np.ndarray) -> n
     return out
 
 
-def parse_reference(det: np.ndarray, tag: np.ndarray, params: ParserParams = ParserParams()) -> ParseResult:
-    """The whole official parse for one image, from the twins above."""
-    grouped = match_by_tag_reference(top_k_reference(det, tag, params), params)
+def parse_reference(det: np.ndarray, tag: np.ndarray, params: ParserParams = ParserParams(),
+                    assign: Callable[[np.ndarray], np.ndarray] = lap_assign_reference) -> ParseResult:
+    """The whole official parse for one image, from the twins above (assign: as in :func:`match_by_tag_reference`)."""
+    grouped = match_by_tag_reference(top_k_reference(det, tag, params), params, assign)
     if params.adjust:
         grouped = adjust_reference(grouped, det)
     scores = scores_reference(grouped)

@@ -2,7 +2,8 @@
 
 Draws, in place on the frame's pixels (a ring slot in the process runtime):
 a line with the source name, the frame index and the measured processing FPS;
-detection boxes; poses as COCO skeletons (``COCO_SKELETON``), keypoints whose
+detection boxes; poses as the skeleton of their keypoint set (COCO-17,
+CrowdPose-14, ...: :mod:`streampose.keypoint_sets`), keypoints whose
 score is below ``keypoint_threshold`` left out together with their limbs.
 People with a track ID (``track_ids >= 0``) get one colour per ID, the same
 in every frame, and the ID written near them; untracked people are drawn
@@ -18,8 +19,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..records import COCO_SKELETON, Detections, EndOfStream, Frame, Poses, StreamStart
+from ..keypoint_sets import COCO_17, KeypointSet
+from ..records import Detections, EndOfStream, Frame, Poses, StreamStart
 from ..step import Step, register_step
+from ..io.urls import redact_url
 
 # BGR colours for untracked people: left side, right side, centre (face, torso links).
 LEFT_BGR = (255, 128, 0)
@@ -28,8 +31,6 @@ CENTRE_BGR = (0, 220, 0)
 BOX_BGR = (0, 220, 0)
 #: frames over which the overlay's FPS is measured.
 FPS_WINDOW = 30
-_LEFT = {1, 3, 5, 7, 9, 11, 13, 15}
-_RIGHT = {2, 4, 6, 8, 10, 12, 14, 16}
 
 
 def track_color(track_id: int) -> tuple[int, int, int]:
@@ -40,17 +41,24 @@ def track_color(track_id: int) -> tuple[int, int, int]:
     return int(b * 255), int(g * 255), int(r * 255)
 
 
-def limb_color(a: int, b: int) -> tuple[int, int, int]:
-    """Colour of an untracked limb between keypoints a and b (COCO indices)."""
-    if a in _LEFT and b in _LEFT:
+def _side(k: int, keypoint_set: KeypointSet) -> str:
+    name = keypoint_set.keypoint_names[k]
+    return "left" if name.startswith("left_") else "right" if name.startswith("right_") else "centre"
+
+
+def limb_color(a: int, b: int, keypoint_set: KeypointSet = COCO_17) -> tuple[int, int, int]:
+    """Colour of an untracked limb between keypoints a and b of ``keypoint_set``: left, right or centre."""
+    side_a, side_b = _side(a, keypoint_set), _side(b, keypoint_set)
+    if side_a == side_b == "left":
         return LEFT_BGR
-    if a in _RIGHT and b in _RIGHT:
+    if side_a == side_b == "right":
         return RIGHT_BGR
     return CENTRE_BGR
 
 
-def keypoint_color(k: int) -> tuple[int, int, int]:
-    return LEFT_BGR if k in _LEFT else RIGHT_BGR if k in _RIGHT else CENTRE_BGR
+def keypoint_color(k: int, keypoint_set: KeypointSet = COCO_17) -> tuple[int, int, int]:
+    side = _side(k, keypoint_set)
+    return LEFT_BGR if side == "left" else RIGHT_BGR if side == "right" else CENTRE_BGR
 
 
 @register_step("draw")
@@ -119,7 +127,7 @@ class DrawStep(Step):
             self._draw_poses(image, packet.poses)
         if o.draw_info:
             fps = self.fps(packet.source_id, time.monotonic())
-            text = f"{packet.source_name}  #{packet.index}" + (f"  {fps:.1f} fps" if fps else "")
+            text = f"{redact_url(packet.source_name)}  #{packet.index}" + (f"  {fps:.1f} fps" if fps else "")
             self._label(image, text, (4, 4), (255, 255, 255), anchor_top=True)
 
     def _scale(self, image: np.ndarray) -> float:
@@ -155,21 +163,22 @@ class DrawStep(Step):
     def _draw_poses(self, image: np.ndarray, poses: Poses) -> None:
         cv2 = self._cv2
         o = self.options
+        keypoint_set = poses.keypoint_set
         for p in range(len(poses)):
             keypoints, scores = poses.keypoints[p], poses.keypoint_scores[p]
             track_id = int(poses.track_ids[p])
             visible = scores >= o.keypoint_threshold
             tracked = track_id >= 0
             color = track_color(track_id) if tracked else None
-            for a, b in COCO_SKELETON:
-                if a < len(keypoints) and b < len(keypoints) and visible[a] and visible[b]:
+            for a, b in keypoint_set.skeleton:
+                if visible[a] and visible[b]:
                     pa = tuple(int(round(float(v))) for v in keypoints[a])
                     pb = tuple(int(round(float(v))) for v in keypoints[b])
-                    cv2.line(image, pa, pb, color or limb_color(a, b), o.thickness, cv2.LINE_AA)
+                    cv2.line(image, pa, pb, color or limb_color(a, b, keypoint_set), o.thickness, cv2.LINE_AA)
             if o.keypoint_radius:
                 for k in np.flatnonzero(visible):
                     pk = tuple(int(round(float(v))) for v in keypoints[k])
-                    cv2.circle(image, pk, o.keypoint_radius, color or keypoint_color(int(k)), -1, cv2.LINE_AA)
+                    cv2.circle(image, pk, o.keypoint_radius, color or keypoint_color(int(k), keypoint_set), -1, cv2.LINE_AA)
             if tracked:
                 if visible.any():
                     x, y = keypoints[visible, 0].min(), keypoints[visible, 1].min()

@@ -227,7 +227,7 @@ class JsonlWriterStep(_SharedFileSink):
 
 @register_step("csv_writer")
 class CsvWriterStep(_SharedFileSink):
-    """CSV: a header, then one row per person per frame (source, frame, pts, track, box, 17 keypoints)."""
+    """CSV: a header, then one row per person per frame (source, frame, pts, track, box, the keypoints)."""
 
     what = "CSV file"
 

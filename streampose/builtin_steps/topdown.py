@@ -100,6 +100,13 @@ class TopDownPoseStep(Step):
         from ..topdown.estimator import TopDownEstimator
 
         o = self.options
+        if o.precision == "fp16":  # the one fp16 rule (streampose.device), checked before loading
+            from ..device import check_fp16_device, resolve_device
+
+            try:
+                check_fp16_device(resolve_device(o.device), "precision")
+            except ValueError as e:
+                raise ConfigError(f"topdown_pose: {e}") from e
         set_torch_threads(o.threads)
         from ..gpu.acceleration import accelerate_network, configure_cudnn
 

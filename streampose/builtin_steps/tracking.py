@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..keypoint_sets import COCO_17
 from ..records import EndOfStream, Frame, StreamStart
 from ..step import Step, register_step
 from .. import tracking  # kernels load lazily, on first use in the stage process
@@ -27,6 +28,9 @@ logger = logging.getLogger(__name__)
 #: ``packet.extras`` key: tuple of the track IDs the tracker removed at this
 #: frame, so later steps (the One-Euro filter) can drop their state.
 REMOVED_TRACK_IDS = "removed_track_ids"
+#: ``packet.extras`` key set by the tracker on every packet it labelled, so a
+#: later step can tell "no tracker ran" from "the tracker ran, nobody confirmed yet".
+TRACKED_BY = "tracked_by"
 
 
 @register_step("iou_tracker")
@@ -78,6 +82,7 @@ class IoUTrackerStep(Step):
             else:
                 ids = tracker.update(records.xyxy, class_ids=records.class_ids)
             records.track_ids = ids
+            packet.extras[TRACKED_BY] = self.type_name or "iou_tracker"
             if tracker.removed_ids:
                 packet.extras[REMOVED_TRACK_IDS] = tracker.removed_ids
         return frames
@@ -153,8 +158,11 @@ class OneEuroFilterStep(Step):
             t_s = self._time_of(packet)
             poses = packet.poses
             if poses is not None and len(poses):
-                if not self._warned_untracked and (poses.track_ids < 0).all():
-                    logger.warning("one_euro_filter: poses have no track IDs; put iou_tracker before it")
+                # Unconfirmed tracks (-1) are normal under a tracker's min_hits: only warn when none ran.
+                if (not self._warned_untracked and TRACKED_BY not in packet.extras
+                        and (poses.track_ids < 0).all()):
+                    logger.warning("one_euro_filter: poses have no track IDs (no tracker ran on them); "
+                                   "put iou_tracker before it")
                     self._warned_untracked = True
                 poses.keypoints = filt(poses.track_ids, poses.keypoints, poses.keypoint_scores, t_s)
             filt.drop_stale(t_s, self.options.max_gap_s)
@@ -177,13 +185,14 @@ def _warm_up_tracker(params: TrackerParams) -> None:
     """Compile (or load from cache) the tracker kernels in this process."""
     tracker = tracking.IoUTracker.from_params(params)
     xyxy = np.array([[0.0, 0.0, 10.0, 20.0], [5.0, 5.0, 15.0, 25.0]])
-    keypoints = np.zeros((2, 17, 2))
+    k = COCO_17.num_keypoints  # any count compiles the same kernels
+    keypoints = np.zeros((2, k, 2))
     for _ in range(2):
-        tracker.update(xyxy, keypoints=keypoints, keypoint_scores=np.ones((2, 17)))
+        tracker.update(xyxy, keypoints=keypoints, keypoint_scores=np.ones((2, k)))
     tracking.IoUTracker.from_params(params).update(xyxy, class_ids=np.zeros(2, np.int64))
 
 
 def _warm_up_filter(params: OneEuroParams) -> None:
     filt = tracking.OneEuroFilter.from_params(params)
     for t_s in (0.0, 0.1):
-        filt(np.array([0]), np.zeros((1, 17, 2)), np.ones((1, 17)), t_s)
+        filt(np.array([0]), np.zeros((1, COCO_17.num_keypoints, 2)), np.ones((1, COCO_17.num_keypoints)), t_s)

@@ -34,9 +34,9 @@ class YoloV5DetectorOptions:
     0.45 (the original top-down demo used 0.4 / 0.5); max_detections: per
     frame; classes: class names to keep (empty list: all classes);
     letterbox: "rect" (smallest multiple of 32, faster) or "square"; fuse:
-    fold BatchNorm into the convolutions; half: fp16 on CUDA (ignored with a
-    warning on CPU); threads: torch CPU threads of the stage's process (0:
-    the runtime's choice, by measured stage cost);
+    fold BatchNorm into the convolutions; half: fp16 weights and inputs, CUDA only
+    (an error on the CPU, as ``precision = "fp16"`` is for pose steps); threads: torch CPU threads of the
+    stage's process (0: the runtime's choice, by measured stage cost);
     device: auto, cpu, cuda, cuda:N; cudnn_benchmark: cuDNN autotuning of
     the convolutions (CUDA; set in start()); precision: CPU bf16 (AMX or
     AVX512-BF16 only; "auto": bf16 there when it loses no accuracy, see

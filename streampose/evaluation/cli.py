@@ -1,4 +1,10 @@
-"""``scripts/evaluate_coco.py``: COCO keypoint AP of a pose model on a COCO-format image set.
+"""``scripts/evaluate_coco.py``: COCO keypoint AP of a pose model on a COCO-format image set, or of a results file.
+
+Two modes: run a model (``--images``, ``--pose-model`` / ``--pipeline``) and
+score it on COCO; or score an existing COCO-format results file
+(``--results``) against COCO, CrowdPose or OCHuman annotations
+(``--dataset``, :mod:`.datasets`). ``--json`` prints the stats as one JSON
+object instead of the table.
 
 Exit codes: 0 done, 2 bad input (one line ``error: ...``), 130 interrupted.
 The stats table goes to stdout; progress and messages to stderr.
@@ -34,6 +40,13 @@ examples:
   # a whole pipeline: its detector makes the boxes
   evaluate_coco.py --images coco/val2017 --annotations person_keypoints_val2017.json \\
       --pipeline topdown_hrnet_w32 --boxes detector --det-conf 0.05
+
+  # score an existing results file on CrowdPose (easy / medium / hard too), as JSON
+  evaluate_coco.py --annotations crowdpose_test.json --results results.json --dataset crowdpose --json
+
+  # OCHuman (COCO-17 keypoints, heavy occlusion)
+  evaluate_coco.py --annotations ochuman_coco_format_test_range_0.00_1.00.json --results results.json \\
+      --dataset ochuman
 """
 
 
@@ -53,9 +66,15 @@ def build_parser() -> argparse.ArgumentParser:
         description="COCO keypoint AP/AR of a pose model (official protocol: flip test, rescoring, OKS-NMS 0.9).",
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     data = parser.add_argument_group("data")
-    data.add_argument("--images", required=True, metavar="DIR", help="folder of the annotated images (val2017/)")
+    data.add_argument("--images", metavar="DIR", help="folder of the annotated images (val2017/); to run a model")
     data.add_argument("--annotations", required=True, metavar="JSON",
-                      help="COCO person keypoints annotations (person_keypoints_val2017.json)")
+                      help="person keypoints annotations (person_keypoints_val2017.json, CrowdPose or OCHuman "
+                           "COCO-format json)")
+    data.add_argument("--results", metavar="JSON",
+                      help="score this COCO-format keypoint results file instead of running a model")
+    data.add_argument("--dataset", choices=("coco", "crowdpose", "ochuman"), default="coco",
+                      help="the annotations' benchmark: its keypoints, sigmas and stats (default coco; "
+                           "crowdpose and ochuman with --results)")
     data.add_argument("--max-images", type=positive_int, metavar="N",
                       help="only the first N images by id (evaluated on those alone)")
     model = parser.add_argument_group("model")
@@ -78,6 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="detector score threshold (default the detector's own)")
     out = parser.add_argument_group("output")
     out.add_argument("--results-out", metavar="PATH", help="write the COCO keypoint results JSON there")
+    out.add_argument("--json", action="store_true", help="print the stats as one JSON object")
     out.add_argument("--no-progress", action="store_true", help="no progress bar")
     out.add_argument("-v", "--verbose", action="store_true", help="debug messages")
     return parser
@@ -89,13 +109,33 @@ def _configure_logging(verbose: bool) -> None:
                             format="%(levelname)s: %(message)s")
 
 
+_MODEL_OPTIONS = ("images", "pipeline", "pose_model", "results_out", "max_images", "det_model", "img_size",
+                  "det_conf")
+
+
+def _score_results(args: argparse.Namespace) -> dict[str, float]:
+    from .datasets import evaluate_results
+
+    given = [f"--{name.replace('_', '-')}" for name in _MODEL_OPTIONS if getattr(args, name) is not None]
+    if given or args.no_flip or args.boxes != "gt":
+        flags = given + (["--no-flip"] if args.no_flip else []) + (["--boxes"] if args.boxes != "gt" else [])
+        raise UserError(f"{', '.join(flags)}: not used with --results (a results file is scored as it is)")
+    return evaluate_results(args.annotations, args.results, args.dataset)
+
+
 def _evaluate(args: argparse.Namespace):
     from .estimators import detector_from_weights, estimator_from_checkpoint, steps_from_pipeline
     from .person_boxes import detection_file_boxes
     from .runner import check_dataset, run_coco_evaluation
 
     if args.pipeline is None and args.pose_model is None:
-        raise UserError("give --pose-model CKPT or --pipeline NAME (see --help)")
+        raise UserError("give --pose-model CKPT or --pipeline NAME, or --results JSON to score a results file "
+                        "(see --help)")
+    if args.images is None:
+        raise UserError("--images DIR: the annotated images are needed to run a model")
+    if args.dataset != "coco":
+        raise UserError(f"--dataset {args.dataset}: running a model is scored on COCO; write its results with "
+                        f"--results-out and score them with --results FILE --dataset {args.dataset}")
     boxes_from = args.boxes
     want_detector = boxes_from == "detector"
     if not want_detector and (args.det_model or args.img_size or args.det_conf is not None):
@@ -141,6 +181,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _configure_logging(args.verbose)
     try:
+        if args.results is not None:
+            return _print_stats(_score_results(args), args.json)
         evaluation = _evaluate(args)
     except UserError as e:
         print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
@@ -152,5 +194,13 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"in the results, {evaluation.seconds:.1f} s", file=sys.stderr)
     if evaluation.results_path is not None:
         print(f"results written to {evaluation.results_path}", file=sys.stderr)
-    print(format_stats(evaluation.stats))
+    return _print_stats(evaluation.stats, args.json)
+
+
+def _print_stats(stats: dict[str, float], as_json: bool) -> int:
+    import json
+
+    from .datasets import stats_line_json
+
+    print(json.dumps(stats_line_json(stats)) if as_json else format_stats(stats))
     return 0

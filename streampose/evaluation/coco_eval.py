@@ -31,6 +31,8 @@ _STAT_LABELS = {
     "APm": "AP @[OKS=0.50:0.95 | medium]", "APl": "AP @[OKS=0.50:0.95 | large]",
     "AR": "AR @[OKS=0.50:0.95 | all]", "AR50": "AR @[OKS=0.50 | all]", "AR75": "AR @[OKS=0.75 | all]",
     "ARm": "AR @[OKS=0.50:0.95 | medium]", "ARl": "AR @[OKS=0.50:0.95 | large]",
+    "AP_easy": "AP @[OKS=0.50:0.95 | easy]", "AP_medium": "AP @[OKS=0.50:0.95 | medium crowding]",
+    "AP_hard": "AP @[OKS=0.50:0.95 | hard]",
 }
 
 _GT_ANNOTATION_KEYS = ("image_id", "category_id", "keypoints", "bbox", "area", "num_keypoints")
@@ -49,8 +51,11 @@ def _read_json(path: str | Path, what: str, hint: str) -> tuple[Path, Any]:
         raise UserError(f"{what} {str(path)!r} cannot be read ({e.strerror})") from e
 
 
-def load_ground_truth(annotations_json: str | Path):
+def load_ground_truth(annotations_json: str | Path, required_keys: Sequence[str] = _GT_ANNOTATION_KEYS):
     """A checked ``pycocotools.coco.COCO`` of a person-keypoints annotation file.
+
+    required_keys: keys every annotation must have (CrowdPose files have no
+    ``area``: its evaluation uses the box area).
 
     Raises UserError for a missing or unreadable file, invalid JSON, a file
     that is not COCO keypoint annotations (e.g. an ``instances_*.json`` or a
@@ -75,7 +80,7 @@ def load_ground_truth(annotations_json: str | Path):
     if not category_ids:
         raise UserError(f"annotation file {name} has no category with keypoints; {hint}")
     for i, ann in enumerate(data["annotations"]):
-        missing = [k for k in _GT_ANNOTATION_KEYS if k not in ann] if isinstance(ann, dict) else ["all keys"]
+        missing = [k for k in required_keys if k not in ann] if isinstance(ann, dict) else ["all keys"]
         if missing:
             raise UserError(f"annotation file {name}: annotation {i} lacks {', '.join(missing)}; {hint}")
         if ann["image_id"] not in image_ids:
@@ -207,10 +212,11 @@ def _load_detections(coco_gt, records: list[dict[str, Any]]):
 
 def format_stats(stats: dict[str, float]) -> str:
     """The stats as a two-column text table, one line per stat ("n/a" where COCOeval gives -1)."""
-    width = max(len(label) for label in _STAT_LABELS.values())
+    shown = [name for name in stats if name in _STAT_LABELS]
+    width = max(len(_STAT_LABELS[name]) for name in shown) if shown else len("metric")
     lines = [f"{'metric':<{width}}  value"]
-    for name in STAT_NAMES:
-        if name in stats:
+    for name in shown:
+        if name in _STAT_LABELS:
             value = "  n/a" if stats[name] == -1 else f"{stats[name]:.3f}"
             lines.append(f"{_STAT_LABELS[name]:<{width}}  {value}")
     return "\n".join(lines)

@@ -17,32 +17,10 @@ import json
 from pathlib import Path
 from typing import Any, Iterable
 
-import numpy as np
-
 from ..errors import SinkError
-from ..records import Poses
-
-#: COCO category id of "person".
-PERSON_CATEGORY_ID = 1
-
-
-def keypoint_results(image_id: int, poses: Poses, scores: np.ndarray | None = None) -> list[dict[str, Any]]:
-    """COCO keypoint result records for the people of one image.
-
-    poses: N people in image pixels; scores: (N,) person scores to write,
-    default ``poses.scores``. Returns N dicts of plain Python numbers.
-    """
-    n = len(poses)
-    person_scores = poses.scores if scores is None else np.asarray(scores, dtype=np.float64)
-    if person_scores.shape != (n,):
-        raise ValueError(f"scores must have shape ({n},), got {person_scores.shape}")
-    flat = np.concatenate([poses.keypoints.astype(np.float64),
-                           poses.keypoint_scores.astype(np.float64)[:, :, None]], axis=2).reshape(n, 3 * poses.num_keypoints)
-    return [
-        {"image_id": int(image_id), "category_id": PERSON_CATEGORY_ID,
-         "keypoints": [float(v) for v in flat[i]], "score": float(person_scores[i])}
-        for i in range(n)
-    ]
+# The records → COCO rows conversion lives with the results file writer (the I/O layer);
+# re-exported here for the evaluation.
+from ..io.coco_writer import PERSON_CATEGORY_ID, keypoint_results  # noqa: F401
 
 
 class KeypointResultsWriter:

@@ -11,19 +11,19 @@ deep-high-resolution-net.pytorch ``lib/nms/nms.py``: ``oks_iou``/``oks_nms``,
 used by ``lib/dataset/coco.py`` at ``TEST.OKS_THRE = 0.9`` with areas of the
 1.25-padded, aspect-corrected crop boxes and no visibility threshold).
 
-The per-keypoint sigmas are the COCO ones (pycocotools ``cocoeval.py``,
-``Params.setKpParams``: ``kpt_oks_sigmas``).
+The per-keypoint sigmas default to those of the keypoint set with K
+keypoints (:mod:`streampose.keypoint_sets`: COCO-17 from pycocotools,
+CrowdPose-14 from the CrowdPose API).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from ..keypoint_sets import COCO_17, keypoint_set_for
+
 #: COCO-17 per-keypoint OKS sigmas (nose … right ankle), from pycocotools.
-COCO_KEYPOINT_SIGMAS = np.array(
-    [0.26, 0.25, 0.25, 0.35, 0.35, 0.79, 0.79, 0.72, 0.72, 0.62, 0.62, 1.07, 1.07, 0.87, 0.87, 0.89, 0.89],
-    dtype=np.float64,
-) / 10.0
+COCO_KEYPOINT_SIGMAS = COCO_17.sigmas
 
 #: OKS above which the official top-down evaluation suppresses the lower-scored pose.
 OFFICIAL_OKS_NMS_THRESHOLD = 0.9
@@ -44,7 +44,7 @@ def _check_rows(name: str, array: np.ndarray, n: int) -> np.ndarray:
 
 
 def _sigmas_for(num_keypoints: int, sigmas: np.ndarray | None) -> np.ndarray:
-    sigmas = COCO_KEYPOINT_SIGMAS if sigmas is None else np.asarray(sigmas, dtype=np.float64)
+    sigmas = keypoint_set_for(num_keypoints).sigmas if sigmas is None else np.asarray(sigmas, dtype=np.float64)
     if sigmas.shape != (num_keypoints,):
         raise ValueError(f"sigmas must have shape ({num_keypoints},), got {sigmas.shape}")
     return sigmas

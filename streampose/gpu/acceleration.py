@@ -24,6 +24,8 @@ import logging
 
 import torch
 
+from ..device import check_fp16_device
+
 log = logging.getLogger(__name__)
 
 PRECISIONS = ("fp32", "fp16", "bf16")
@@ -61,8 +63,8 @@ class AcceleratedNetwork(torch.nn.Module):
         self.spec = getattr(network, "spec", None)
         device = next(network.parameters()).device
         self.device_type = device.type
-        if precision == "fp16" and device.type != "cuda":
-            raise ValueError("precision: fp16 needs a CUDA device; use bf16 or fp32 on the CPU")
+        if precision == "fp16":
+            check_fp16_device(device, "precision")
         self.channels_last = bool(channels_last)
         if self.channels_last:
             network.to(memory_format=torch.channels_last)

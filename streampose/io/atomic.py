@@ -20,9 +20,24 @@ def partial_path(final: Path) -> Path:
     return final.with_name(f".{final.stem}.partial{final.suffix}")
 
 
-def publish(partial: Path, final: Path) -> None:
-    """Move a complete ``partial`` file to its ``final`` name (atomic on one file system)."""
-    os.replace(partial, final)
+def publish(partial: Path, final: Path, what: str = "output") -> None:
+    """Move a complete ``partial`` file to its ``final`` name (atomic on one file system).
+
+    When that fails (an immutable or read-only target, the folder gone) the
+    partial file is deleted and a one-line SinkError names the file and the cause.
+    """
+    try:
+        os.replace(partial, final)
+    except OSError as e:
+        discard(partial)
+        raise output_error(what, final, e, "could not be put in place") from e
+
+
+def output_error(what: str, path: Path, error: OSError, doing: str = "could not be written") -> "SinkError":
+    """The one-line error of a failed write: the file, what failed, the cause (ENOSPC, EPERM, ...)."""
+    cause = error.strerror or str(error) or type(error).__name__
+    return SinkError(f"{what} {str(path)!r} {doing} ({cause}); its partial file was deleted; "
+                     "free some space, or check the file and folder permissions, or write elsewhere")
 
 
 def discard(partial: Path) -> None:
@@ -73,21 +88,32 @@ class AtomicTextFile:
         return self.file is not None
 
     def write(self, text: str) -> None:
-        self.file.write(text)
-        self.file.flush()
+        try:
+            self.file.write(text)
+            self.file.flush()
+        except OSError as e:  # ENOSPC, EIO, a quota: an output error, not a bug
+            raise output_error(self.what, self.path, e) from e
 
     def sync(self) -> None:
         """Flush to the disk (a source ended: what it produced survives a crash)."""
         if self.file is not None:
-            self.file.flush()
-            os.fsync(self.file.fileno())
+            try:
+                self.file.flush()
+                os.fsync(self.file.fileno())
+            except OSError as e:
+                raise output_error(self.what, self.path, e) from e
 
     def finish(self) -> None:
+        """Close and publish under the final name; on failure nothing is left (SinkError)."""
         if self.file is None:
             return
         file, self.file = self.file, None
-        file.close()
-        publish(self.partial, self.path)
+        try:
+            file.close()  # the last flush may fail (ENOSPC): the file is then thrown away
+        except OSError as e:
+            discard(self.partial)
+            raise output_error(self.what, self.path, e) from e
+        publish(self.partial, self.path, f"{self.what}")
 
     def reopen(self) -> None:
         if self.file is None:
@@ -95,7 +121,11 @@ class AtomicTextFile:
             self.file = self._open("a")
 
     def abort(self) -> None:
+        """Throw the partial file away; never raises for the write error that caused the abort."""
         if self.file is not None:
             file, self.file = self.file, None
-            file.close()
+            try:
+                file.close()  # retries the failed flush; its error must not skip the discard
+            except OSError:
+                pass
         discard(self.partial)

@@ -6,6 +6,7 @@ import numpy as np
 
 from ..errors import SinkError
 from .outputs import display_problem
+from .urls import redact_url
 
 QUIT_KEYS = (ord("q"), ord("Q"), 27)  # 27: Esc
 
@@ -26,7 +27,7 @@ class Display:
 
         name = self._windows.get(source_id)
         if name is None:
-            name = self._windows[source_id] = f"{self.title} [{source_id}] {source_name}"
+            name = self._windows[source_id] = f"{self.title} [{source_id}] {redact_url(source_name)}"
             cv2.namedWindow(name, cv2.WINDOW_NORMAL | cv2.WINDOW_KEEPRATIO)
         cv2.imshow(name, image)
         return (cv2.waitKey(1) & 0xFF) in QUIT_KEYS

@@ -22,7 +22,7 @@ import numpy as np
 
 from ..errors import SourceError
 from ..records import StreamStart
-from .sources import Source
+from .sources import DEFAULT_MAX_PIXELS, Source, check_frame_size
 
 log = logging.getLogger(__name__)
 
@@ -54,25 +54,45 @@ def read_image(path: Path) -> np.ndarray | None:
         return None
     if data.size == 0:
         return None
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    try:
+        image = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    except cv2.error:  # e.g. OpenCV's own pixel limit: the caller reports the file
+        return None
     return None if image is None else np.ascontiguousarray(image)
 
 
-def image_size(path: Path) -> tuple[int, int]:
-    """(width, height) of an image as :func:`read_image` returns it, from its header when possible."""
+def image_size(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[int, int]:
+    """(width, height) of an image as :func:`read_image` returns it, from its header when possible.
+
+    The size the header claims is checked against ``max_pixels`` before
+    anything else of the file is read (Pillow reads a PNG's trailing chunks
+    for its EXIF data, and a decoder allocates the claimed size). Pillow's own
+    decompression-bomb check is off here: this one names the file and the limit.
+    Raises SourceError for a size over the limit or a file that cannot be decoded.
+    """
     from PIL import Image, UnidentifiedImageError
 
+    saved = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None
     try:
         with Image.open(path) as im:
             width, height = im.size
-            if im.getexif().get(_EXIF_ORIENTATION_TAG, 1) in _SWAPPING_ORIENTATIONS:
+            check_frame_size(str(path), width, height, max_pixels)
+            try:
+                orientation = im.getexif().get(_EXIF_ORIENTATION_TAG, 1)
+            except (OSError, ValueError, SyntaxError):  # damaged metadata: decoding will tell
+                orientation = 1
+            if orientation in _SWAPPING_ORIENTATIONS:
                 width, height = height, width
             return width, height
-    except (UnidentifiedImageError, OSError, ValueError):
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
         pass  # a format Pillow does not parse: decode it instead
+    finally:
+        Image.MAX_IMAGE_PIXELS = saved
     image = read_image(path)
     if image is None:
         raise SourceError(f"image {str(path)!r} cannot be decoded; fix or remove it")
+    check_frame_size(str(path), image.shape[1], image.shape[0], max_pixels)
     return image.shape[1], image.shape[0]
 
 
@@ -81,7 +101,8 @@ class ImageFileSource(Source):
 
     live = False
 
-    def __init__(self, spec: str, path: Path, source_id: int) -> None:
+    def __init__(self, spec: str, path: Path, source_id: int, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+        image_size(path, max_pixels)  # the header's claim is checked before decoding
         image = read_image(path)
         if image is None:
             raise SourceError(f"image {spec!r} cannot be decoded; is it a valid image file?")
@@ -105,7 +126,7 @@ class ImageFolderSource(Source):
 
     live = False
 
-    def __init__(self, spec: str, folder: Path, source_id: int) -> None:
+    def __init__(self, spec: str, folder: Path, source_id: int, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
         try:
             self._paths = list_images(folder)
         except OSError as e:
@@ -113,7 +134,7 @@ class ImageFolderSource(Source):
         if not self._paths:
             raise SourceError(f"folder {spec!r} has no images ({' '.join(IMAGE_EXTENSIONS)}); "
                               "put images in it or give another source")
-        sizes = [image_size(p) for p in self._paths]
+        sizes = [image_size(p, max_pixels) for p in self._paths]  # every header checked before decoding
         width = max(w for w, _ in sizes)
         height = max(h for _, h in sizes)
         if len(set(sizes)) > 1:

@@ -11,7 +11,11 @@ JSON lines: one object per frame, in the order frames reached the sink::
 them (and ``[]`` when one did and found nobody); ``pts`` is ``null`` for
 images. CSV: one row per person per frame (frames without people have no
 row), header ``source, source_name, frame, pts, track_id, score, x1, y1, x2,
-y2`` then ``<name>_x, <name>_y, <name>_score`` for the 17 COCO keypoints.
+y2`` then ``<name>_x, <name>_y, <name>_score`` for each keypoint of the
+poses' keypoint set (the 17 COCO names, the 14 CrowdPose names, ...: see
+:mod:`streampose.keypoint_sets`). The header is written with the first row,
+when the keypoint set is known; a file without people has the ten person
+columns only. One file holds one keypoint set.
 
 Pixel coordinates are rounded to 0.001 px, scores to 1e-5 and timestamps to
 1 µs, so the files stay readable; reading them back gives those rounded values
@@ -29,16 +33,28 @@ from typing import Any
 
 import numpy as np
 
-from ..records import COCO_KEYPOINT_NAMES, NUM_KEYPOINTS, Detections, FramePacket, Poses
+from ..keypoint_sets import COCO_17, KeypointSet, keypoint_set_for
+from ..records import Detections, FramePacket, Poses
+from .urls import redact_url
 
 PIXEL_DECIMALS = 3
 SCORE_DECIMALS = 5
 TIME_DECIMALS = 6
 
-CSV_COLUMNS: tuple[str, ...] = (
-    "source", "source_name", "frame", "pts", "track_id", "score", "x1", "y1", "x2", "y2",
-    *(f"{name}_{part}" for name in COCO_KEYPOINT_NAMES for part in ("x", "y", "score")),
-)
+#: The columns before the keypoints.
+CSV_PERSON_COLUMNS: tuple[str, ...] = (
+    "source", "source_name", "frame", "pts", "track_id", "score", "x1", "y1", "x2", "y2")
+_KEYPOINT_PARTS = ("x", "y", "score")
+
+
+def csv_columns(keypoint_set: KeypointSet = COCO_17) -> tuple[str, ...]:
+    """The CSV header for poses of ``keypoint_set``."""
+    return CSV_PERSON_COLUMNS + tuple(
+        f"{name}_{part}" for name in keypoint_set.keypoint_names for part in _KEYPOINT_PARTS)
+
+
+#: The header of a COCO-17 CSV file.
+CSV_COLUMNS: tuple[str, ...] = csv_columns(COCO_17)
 
 
 @dataclass
@@ -75,7 +91,7 @@ def _time(pts_s: float | None) -> float | None:
 def frame_to_json(packet: FramePacket) -> dict[str, Any]:
     """The JSON-lines object of one frame (see the module docstring)."""
     record: dict[str, Any] = {
-        "source": {"id": packet.source_id, "name": packet.source_name},
+        "source": {"id": packet.source_id, "name": redact_url(packet.source_name)},
         "frame": packet.index,
         "pts": _time(packet.pts_s),
         "width": int(packet.shape[1]),
@@ -145,20 +161,17 @@ def read_jsonl(path: str | Path) -> Iterator[FrameResult]:
 
 
 def pose_rows(packet: FramePacket) -> list[list]:
-    """The CSV rows (one per person) of one frame, in ``CSV_COLUMNS`` order."""
+    """The CSV rows (one per person) of one frame, in ``csv_columns(packet.poses.keypoint_set)`` order."""
     poses = packet.poses
     if poses is None or len(poses) == 0:
         return []
-    if poses.num_keypoints != NUM_KEYPOINTS:
-        raise ValueError(f"the CSV layout has the {NUM_KEYPOINTS} COCO keypoints; these poses have "
-                         f"{poses.num_keypoints}")
     per_keypoint = np.concatenate(
         [np.round(poses.keypoints.astype(np.float64), PIXEL_DECIMALS),
          np.round(poses.keypoint_scores.astype(np.float64), SCORE_DECIMALS)[:, :, None]], axis=2,
     ).reshape(len(poses), -1)
     boxes = np.round(poses.xyxy.astype(np.float64), PIXEL_DECIMALS)
     scores = np.round(poses.scores.astype(np.float64), SCORE_DECIMALS)
-    head = [packet.source_id, packet.source_name, packet.index, _blank(_time(packet.pts_s))]
+    head = [packet.source_id, redact_url(packet.source_name), packet.index, _blank(_time(packet.pts_s))]
     return [head + [int(poses.track_ids[i]), _blank(scores[i]), *map(_blank, boxes[i]), *map(_blank, per_keypoint[i])]
             for i in range(len(poses))]
 
@@ -179,24 +192,36 @@ def read_csv(path: str | Path) -> Iterator[FrameResult]:
     with open(path, newline="", encoding="utf-8") as f:
         reader = csv.reader(f)
         header = next(reader, None)
-        if header is None or tuple(header) != CSV_COLUMNS:
+        num_keypoints = _keypoints_in_header(header)
+        if num_keypoints is None:
             raise ValueError(f"{path}: not a streampose CSV (unexpected header)")
         key: tuple[int, int] | None = None
         rows: list[list[str]] = []
         for row in reader:
             row_key = (int(row[0]), int(row[2]))
             if rows and row_key != key:
-                yield _csv_frame(rows)
+                yield _csv_frame(rows, num_keypoints)
                 rows = []
             key = row_key
             rows.append(row)
         if rows:
-            yield _csv_frame(rows)
+            yield _csv_frame(rows, num_keypoints)
 
 
-def _csv_frame(rows: list[list[str]]) -> FrameResult:
+def _keypoints_in_header(header: list[str] | None) -> int | None:
+    """K of a streampose CSV header (its keypoint set's names), None if it is not one."""
+    if header is None or tuple(header[:len(CSV_PERSON_COLUMNS)]) != CSV_PERSON_COLUMNS:
+        return None
+    extra = len(header) - len(CSV_PERSON_COLUMNS)
+    if extra % len(_KEYPOINT_PARTS):
+        return None
+    num_keypoints = extra // len(_KEYPOINT_PARTS)
+    return num_keypoints if tuple(header) == csv_columns(keypoint_set_for(num_keypoints)) else None
+
+
+def _csv_frame(rows: list[list[str]], num_keypoints: int) -> FrameResult:
     numbers = np.array([[_number(c) for c in row[6:]] for row in rows], np.float32)
-    per_keypoint = numbers[:, 4:].reshape(len(rows), NUM_KEYPOINTS, 3)
+    per_keypoint = numbers[:, 4:].reshape(len(rows), num_keypoints, 3)
     poses = Poses(per_keypoint[:, :, :2], per_keypoint[:, :, 2], np.array([_number(r[5]) for r in rows]),
                   numbers[:, :4], np.array([int(r[4]) for r in rows], np.int64))
     first = rows[0]

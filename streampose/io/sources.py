@@ -32,6 +32,7 @@ import numpy as np
 
 from ..errors import SourceError
 from ..records import StreamStart
+from .urls import redact_url
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,19 @@ SOURCE_FORMS_HINT = ("give an image, a folder of images, a video file, a webcam 
 
 _WEBCAM = re.compile(r"^(?:webcam:)?(\d+)$")
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+
+
+#: Default limit on pixels per frame: 50 megapixels (8K UHD is 33 MP); one such BGR frame is 150 MB,
+#: and the runtime keeps several per source in shared memory.
+DEFAULT_MAX_PIXELS = 50_000_000
+
+
+def check_frame_size(name: str, width: int, height: int, max_pixels: int, what: str = "image") -> None:
+    """SourceError when a frame of ``width`` x ``height`` (as claimed by a header) exceeds ``max_pixels``."""
+    if width < 0 or height < 0 or width * height > max_pixels:
+        raise SourceError(f"{what} {name!r} claims {width}x{height} pixels ({width * height / 1e6:.0f} MP), over the "
+                          f"limit of {max_pixels / 1e6:g} MP per frame; raise --max-pixels if it is genuine, "
+                          "or remove it")
 
 
 _FIELD_KINDS = {"float": ((int, float), "a number"), "int": ((int,), "an integer"), "str": ((str,), "a string")}
@@ -59,7 +73,10 @@ class SourceOptions:
     analyzeduration_s: how long FFmpeg probes a network stream before the
     first frame (short = fast start); rtsp_transport: ``tcp`` or ``udp``;
     webcam_size: ``WIDTHxHEIGHT`` asked from a webcam ("" = its default);
-    webcam_fps: frame rate asked from a webcam (0 = its default).
+    webcam_fps: frame rate asked from a webcam (0 = its default);
+    max_pixels: the most pixels (width x height) one frame may have; an
+    image, video or stream that claims more in its header is refused before
+    anything is decoded (a hostile header would make the decoder allocate it).
     """
 
     open_timeout_s: float = 10.0
@@ -71,6 +88,7 @@ class SourceOptions:
     rtsp_transport: str = "tcp"
     webcam_size: str = ""
     webcam_fps: float = 0.0
+    max_pixels: int = DEFAULT_MAX_PIXELS
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -96,6 +114,8 @@ class SourceOptions:
             raise ValueError(f"webcam_size must look like 640x480, got {self.webcam_size!r}")
         if self.webcam_fps < 0:
             raise ValueError(f"webcam_fps must be >= 0, got {self.webcam_fps}")
+        if self.max_pixels < 1:
+            raise ValueError(f"max_pixels must be >= 1, got {self.max_pixels}")
 
     def backoff_s(self, attempt: int) -> float:
         """Seconds to wait before retry number ``attempt`` (1-based)."""
@@ -165,7 +185,7 @@ def open_source(spec: str, source_id: int, options: SourceOptions | None = None)
     scheme = _SCHEME.match(spec)
     if scheme:
         if scheme.group(1).lower() not in NETWORK_SCHEMES:
-            raise SourceError(f"unknown source form {spec!r} (scheme {scheme.group(1)!r}); {SOURCE_FORMS_HINT}")
+            raise SourceError(f"unknown source form {redact_url(spec)!r} (scheme {scheme.group(1)!r}); {SOURCE_FORMS_HINT}")
         from .stream_source import open_network_stream
         return open_network_stream(spec, source_id, options)
     if spec.startswith("lavfi:"):
@@ -176,13 +196,13 @@ def open_source(spec: str, source_id: int, options: SourceOptions | None = None)
     path = Path(spec).expanduser()
     if path.is_dir():
         from .image_sources import ImageFolderSource
-        return ImageFolderSource(spec, path, source_id)
+        return ImageFolderSource(spec, path, source_id, options.max_pixels)
     if not path.exists():
         raise SourceError(f"source {spec!r} not found; {SOURCE_FORMS_HINT}")
     if not path.is_file():
         raise SourceError(f"source {spec!r} is not a regular file; {SOURCE_FORMS_HINT}")
     from .image_sources import IMAGE_EXTENSIONS, ImageFileSource
     if path.suffix.lower() in IMAGE_EXTENSIONS:
-        return ImageFileSource(spec, path, source_id)
+        return ImageFileSource(spec, path, source_id, options.max_pixels)
     from .video_source import VideoFileSource
-    return VideoFileSource(spec, path, source_id)
+    return VideoFileSource(spec, path, source_id, options.max_pixels)

@@ -1,9 +1,17 @@
 """Live sources through PyAV: network streams (RTSP, HTTP), webcams and FFmpeg's lavfi device.
 
-Network streams are opened with FFmpeg's open and read timeouts
-(``SourceOptions.open_timeout_s`` / ``read_timeout_s``; PyAV's ``timeout``
-pair): without a read timeout a hung server blocks a read forever; with it,
-PyAV raises ``av.error.ExitError`` once no data came for that long. RTSP goes
+Network streams are opened with FFmpeg's open timeout
+(``SourceOptions.open_timeout_s``), and a hung stream is detected by our own
+clock: the time since the last decoded frame. PyAV's read timeout alone
+cannot do it: on the first interruption FFmpeg returns a packet and PyAV's
+timer restarts, so a hung server was noticed only after twice the timeout,
+and a shorter hang never. Instead PyAV's read timeout is a short tick
+(:func:`read_tick_s`, at most 0.15 s): every tick without data returns
+control to us (``av.error.ExitError``), we compare the time since the last
+frame with ``read_timeout_s``, and either go on reading the same connection
+(a new demux pass; the stream continues intact) or declare it hung. A hang
+is thus detected within ``read_timeout_s`` + two ticks (+ FFmpeg's 0.1 s
+polling). RTSP goes
 over TCP by default and is probed for ``analyzeduration_s`` only (100 ms cuts
 the time to the first frame from ~1.2 s to ~0.3 s here).
 
@@ -39,11 +47,17 @@ import numpy as np
 
 from ..errors import SourceError
 from ..records import StreamStart
-from .sources import Source, SourceOptions
+from .sources import Source, SourceOptions, check_frame_size
+from .urls import redact_text, redact_url
 from .video_source import _reason, decode_video, to_bgr, video_rate
 from .pyav import load_av
 
 log = logging.getLogger(__name__)
+
+
+def read_tick_s(read_timeout_s: float) -> float:
+    """PyAV's read timeout: how often a silent connection hands control back (see the module docstring)."""
+    return min(0.15, read_timeout_s / 4)
 
 
 class StreamSource(Source):
@@ -57,9 +71,11 @@ class StreamSource(Source):
     def __init__(self, spec: str, source_id: int, options: SourceOptions, url: str, av_format: str | None,
                  av_options: dict[str, str], reconnect: bool, kind: str = "stream",
                  hint: str = "check the address and that the server is up, or raise reconnect_attempts") -> None:
-        super().__init__(StreamStart(source_id=source_id, source_name=spec, width=0, height=0, fps=None,
+        # The real address (``url``) is only used to connect; everything shown or written names the source
+        # by ``self._name``, its password masked.
+        self._name = redact_url(spec)
+        super().__init__(StreamStart(source_id=source_id, source_name=self._name, width=0, height=0, fps=None,
                                      frame_count=None, live=True))
-        self._spec = spec
         self._options = options
         self._url = url
         self._format = av_format
@@ -67,6 +83,8 @@ class StreamSource(Source):
         self._kind = kind
         self._hint = hint
         self._container: Any = None
+        self._stream: Any = None
+        self._ticking = False
         self._decoded: Iterator[Any] | None = None
         self._t0 = time.monotonic()
         first = self._connect_with_retries(lost=None)
@@ -76,7 +94,7 @@ class StreamSource(Source):
         stream = self._container.streams.video[0]
         frame_count = None if self.live else (stream.frames or None)
         audio = None if self.live or not self._container.streams.audio else url
-        self._start_event = StreamStart(source_id=source_id, source_name=spec, width=first.width,
+        self._start_event = StreamStart(source_id=source_id, source_name=self._name, width=first.width,
                                         height=first.height, fps=video_rate(stream), frame_count=frame_count,
                                         live=self.live, audio_path=audio)
         self._first: Any = first
@@ -85,22 +103,42 @@ class StreamSource(Source):
         """Open the container and decode its first frame; FFmpeg errors propagate."""
         av = load_av()
         # lavfi graphs do no I/O; ``realtime`` pacing must not count as a stalled read
-        timeout = None if self._format == "lavfi" else (self._options.open_timeout_s, self._options.read_timeout_s)
+        self._ticking = self._format != "lavfi"
+        timeout = (self._options.open_timeout_s, read_tick_s(self._options.read_timeout_s)) if self._ticking else None
         container = av.open(self._url, mode="r", format=self._format, options=self._av_options, timeout=timeout)
         try:
             if not container.streams.video:
-                raise SourceError(f"{self._spec!r} carries no video stream; give an address that serves video")
+                raise SourceError(f"{self._name!r} carries no video stream; give an address that serves video")
             stream = container.streams.video[0]
+            codec = stream.codec_context
+            check_frame_size(self._name, codec.width or 0, codec.height or 0, self._options.max_pixels, self._kind)
             stream.thread_type = "AUTO"
-            decoded = decode_video(container, stream, self._stats, self._spec)
-            first = next(decoded, None)
+            self._container, self._stream = container, stream
+            self._decoded = decode_video(container, stream, self._stats, self._name)
+            first = self._next_frame(time.monotonic())
             if first is None:
                 raise av.error.EOFError(0, "the stream ended before its first frame")
         except BaseException:
+            self._container = self._stream = self._decoded = None
             container.close()
             raise
-        self._container, self._decoded = container, decoded
         return first
+
+    def _next_frame(self, waiting_since: float) -> Any:
+        """The next decoded frame (None when the stream ended).
+
+        Raises ``av.error.ExitError`` once no frame came for ``read_timeout_s``
+        since ``waiting_since``; shorter silences (PyAV's tick) are read through.
+        """
+        av = load_av()
+        while True:
+            try:
+                return next(self._decoded, None)
+            except av.error.ExitError:
+                if not self._ticking or time.monotonic() - waiting_since >= self._options.read_timeout_s:
+                    raise
+                # A tick without data: the connection is intact, read on with a new demux pass.
+                self._decoded = decode_video(self._container, self._stream, self._stats, self._name)
 
     def _connect_with_retries(self, lost: str | None) -> Any:
         """Connect (``lost`` None) or reconnect after ``lost``; the first frame, or SourceError."""
@@ -112,7 +150,7 @@ class StreamSource(Source):
         for attempt in range(attempts):
             if attempt:
                 delay = options.backoff_s(attempt)
-                log.warning("%s: %s; retry %d/%d in %.1f s", self._spec, reason, attempt,
+                log.warning("%s: %s; retry %d/%d in %.1f s", self._name, reason, attempt,
                             options.reconnect_attempts, delay)
                 time.sleep(delay)
             tried = time.monotonic()
@@ -124,11 +162,11 @@ class StreamSource(Source):
                 continue
             if lost is not None:
                 self._stats["reconnects"] += 1
-                log.warning("%s: reconnected after %.1f s (reconnect #%d)", self._spec,
+                log.warning("%s: reconnected after %.1f s (reconnect #%d)", self._name,
                             time.monotonic() - started, self._stats["reconnects"])
             return first
         what = "unreachable" if lost is None else f"lost ({lost}) and not back"
-        raise SourceError(f"{self._kind} {self._spec!r} {what} after {attempts} attempt{'s' * (attempts > 1)} "
+        raise SourceError(f"{self._kind} {self._name!r} {what} after {attempts} attempt{'s' * (attempts > 1)} "
                           f"({reason}); {self._hint}")
 
     def _describe(self, error: Exception, opening: bool, waited_s: float = 0.0) -> str:
@@ -142,7 +180,7 @@ class StreamSource(Source):
                         f"read {options.read_timeout_s:g} s)")
         elif isinstance(error, av.error.ExitError):  # PyAV's read timeout interrupted FFmpeg
             return f"no data within {options.read_timeout_s:g} s"
-        return _reason(error)
+        return redact_text(_reason(error))
 
     def frames(self) -> Iterator[tuple[np.ndarray, float | None]]:
         av = load_av()
@@ -152,27 +190,27 @@ class StreamSource(Source):
             pts_s = time.monotonic() - self._t0 if self.live else frame.time
             yield to_bgr(frame), pts_s
             try:
-                frame = next(self._decoded, None)
+                frame = self._next_frame(time.monotonic())  # the silence counts from here
                 lost = "the stream ended" if frame is None else None
             except av.error.FFmpegError as e:
                 frame = None
                 lost = self._describe(e, opening=False)
                 if not self._reconnect:
-                    raise SourceError(f"{self._spec!r} failed after frame {self._stats['frames_decoded']} "
+                    raise SourceError(f"{self._name!r} failed after frame {self._stats['frames_decoded']} "
                                       f"({lost}); check the source") from e
             if frame is None and self._reconnect:
-                log.warning("%s: connection lost (%s) after %d frames; reconnecting", self._spec, lost,
+                log.warning("%s: connection lost (%s) after %d frames; reconnecting", self._name, lost,
                             self._stats["frames_decoded"])
                 self._close_container()
                 frame = self._connect_with_retries(lost=lost)
 
     def _close_container(self) -> None:
-        container, self._container, self._decoded = self._container, None, None
+        container, self._container, self._decoded, self._stream = self._container, None, None, None
         if container is not None:
             try:
                 container.close()
             except Exception as e:  # a dead connection may fail its teardown; the container is gone anyway
-                log.debug("%s: error while closing the old connection: %s", self._spec, e)
+                log.debug("%s: error while closing the old connection: %s", self._name, e)
 
     def close(self) -> None:
         self._first = None
@@ -192,7 +230,7 @@ def open_lavfi(spec: str, source_id: int, options: SourceOptions) -> StreamSourc
     graph = spec[len("lavfi:"):]
     if not graph:
         raise SourceError(f"empty lavfi graph in {spec!r}; e.g. lavfi:testsrc2=size=640x480:rate=30,realtime")
-    return StreamSource(spec, source_id, SourceOptions(reconnect_attempts=0), url=graph, av_format="lavfi",
+    return StreamSource(spec, source_id, SourceOptions(reconnect_attempts=0, max_pixels=options.max_pixels), url=graph, av_format="lavfi",
                         av_options={}, reconnect=False, kind="lavfi graph",
                         hint="check the graph with: ffmpeg -f lavfi -i '<graph>'")
 

@@ -21,7 +21,7 @@ import numpy as np
 
 from ..errors import SourceError
 from ..records import StreamStart
-from .sources import Source
+from .sources import DEFAULT_MAX_PIXELS, Source, check_frame_size
 from .pyav import load_av
 
 log = logging.getLogger(__name__)
@@ -67,7 +67,7 @@ class VideoFileSource(Source):
 
     live = False
 
-    def __init__(self, spec: str, path: Path, source_id: int) -> None:
+    def __init__(self, spec: str, path: Path, source_id: int, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
         av = load_av()
         self._spec = spec
         try:
@@ -79,6 +79,8 @@ class VideoFileSource(Source):
             if not self._container.streams.video:
                 raise SourceError(f"{spec!r} has no video stream; give a video file or an image")
             self._stream = self._container.streams.video[0]
+            codec = self._stream.codec_context
+            check_frame_size(spec, codec.width or 0, codec.height or 0, max_pixels, "video")
             self._stream.thread_type = "AUTO"
             super().__init__(StreamStart(source_id=source_id, source_name=spec, width=0, height=0, fps=None,
                                          frame_count=None, live=False))

@@ -31,8 +31,9 @@ from typing import Any
 import numpy as np
 
 from ..errors import SinkError
-from .atomic import discard, partial_path, publish
+from .atomic import discard, output_error, partial_path, publish
 from .pyav import load_av
+from .urls import redact_url
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +97,9 @@ class VideoFileWriter:
             try:
                 self._container.start_encoding()
             except av.error.FFmpegError as e:
-                codec = self._audio_out.codec_context.name if self._audio_in else "?"
+                if self._audio_in is None or isinstance(e, OSError):  # e.g. ENOSPC writing the header
+                    raise output_error("video", path, e) from e
+                codec = self._audio_out.codec_context.name
                 raise SinkError(f"video {str(path)!r}: a {path.suffix} file cannot hold the source's {codec} audio "
                                 f"({e.strerror}); write .mkv (holds any codec) or set copy_audio = false") from e
         except BaseException:
@@ -120,7 +123,7 @@ class VideoFileWriter:
         try:
             source = av.open(audio_path, mode="r")
         except av.error.FFmpegError as e:
-            raise SinkError(f"cannot read the audio of {audio_path!r} to copy it ({e.strerror}); "
+            raise SinkError(f"cannot read the audio of {redact_url(audio_path)!r} to copy it ({e.strerror}); "
                             "set copy_audio = false to write video only") from e
         if not source.streams.audio:
             source.close()
@@ -177,11 +180,14 @@ class VideoFileWriter:
         av = load_av()
         time_s = self._timestamp_s(pts_s)
         tick = max(round(time_s / self._tick), self._last_tick + 1)
-        self._mux_audio_until(time_s)
         frame = av.VideoFrame.from_ndarray(fit_to_canvas(image, self._width, self._height), format="bgr24")
         frame.pts, frame.time_base = tick, self._tick
-        for packet in self._video.encode(frame):
-            self._container.mux(packet)
+        try:
+            self._mux_audio_until(time_s)
+            for packet in self._video.encode(frame):
+                self._container.mux(packet)
+        except (av.error.FFmpegError, OSError) as e:  # ENOSPC and other output errors
+            raise output_error("video", self.path, e) from e
         self._last_s, self._last_tick = time_s, tick
         self.frames_written += 1
 
@@ -194,18 +200,21 @@ class VideoFileWriter:
         if self._finished:
             return self.path
         self._finished = True
+        av = load_av()
         try:
             for packet in self._video.encode(None):
                 self._container.mux(packet)
             end_s = None if all_audio else (0.0 if self._last_s is None else self._last_s + self._frame_s)
             self._mux_audio_until(end_s)
             self._container.close()
-        except BaseException:
+        except BaseException as e:
             self._close_quietly()
             discard(self._partial)
+            if isinstance(e, (av.error.FFmpegError, OSError)):
+                raise output_error("video", self.path, e) from e
             raise
         self._close_audio()
-        publish(self._partial, self.path)
+        publish(self._partial, self.path, "video")
         log.info("wrote %s (%d frames)", self.path, self.frames_written)
         return self.path
 

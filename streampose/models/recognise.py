@@ -11,6 +11,13 @@ Nothing from a file is executed:
   recognised by its keys and shapes: HRNet / SimDR / HigherHRNet by the
   HRNet family's own layout reader (:func:`streampose.models.hrnet.checkpoints.identify`),
   YOLOX and MoveNet by matching the shapes of their registered variants.
+
+Recognition is bounded (issue 14): only the first ``_LEGACY_SCAN_BYTES`` of a
+pickle are scanned for the yolov5 marker (never a whole ``data.pkl`` entry,
+which a hostile zip can inflate to gigabytes), a zip whose directory fails
+:func:`streampose.models.checkpoint.check_zip_directory` is not read at all
+("unknown" here; the step that loads it says why), and torch's warnings are
+logged, not printed.
 """
 
 from __future__ import annotations
@@ -114,12 +121,30 @@ def _matching_entry(family: str, state: dict) -> ModelEntry | None:
     return None
 
 
+def _zip_is_sane(path: Path) -> bool:
+    from ..errors import CheckpointError
+    from .checkpoint import check_zip_directory
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            check_zip_directory(archive, str(path))
+    except (CheckpointError, OSError, zipfile.BadZipFile):
+        return False
+    return True
+
+
 def _is_yolov5_pickle(path: Path) -> bool:
     try:
         if zipfile.is_zipfile(path):
+            if not _zip_is_sane(path):
+                return False
             with zipfile.ZipFile(path) as archive:
                 pickles = [n for n in archive.namelist() if n.endswith("data.pkl")]
-                return any(_YOLOV5_MARKER in archive.read(n) for n in pickles)
+                for name in pickles:
+                    with archive.open(name) as entry:  # a bounded prefix: the marker is near the start
+                        if _YOLOV5_MARKER in entry.read(_LEGACY_SCAN_BYTES):
+                            return True
+                return False
         with open(path, "rb") as f:
             return _YOLOV5_MARKER in f.read(_LEGACY_SCAN_BYTES)
     except (OSError, zipfile.BadZipFile):
@@ -130,8 +155,13 @@ def _state_dict(path: Path) -> tuple[dict, tuple[str, ...]] | None:
     """The file's ``{name: tensor}`` with wrappers and key prefixes peeled, and what was peeled."""
     import torch
 
+    from .checkpoint import quiet_torch_load
+
+    is_zip = zipfile.is_zipfile(path)
+    if is_zip and not _zip_is_sane(path):
+        return None
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
+        obj = quiet_torch_load(path, map_location="cpu", weights_only=True, mmap=is_zip)
     except Exception:  # noqa: BLE001 - any unreadable file is "unknown"; its step reports why
         return None
     wrappers: list[str] = []

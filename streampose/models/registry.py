@@ -171,6 +171,16 @@ MODELS: dict[str, ModelEntry] = {e.name: e for e in (
                "weights/pose_higher_hrnet_w48_640.pth.tar",
                "pose_higher_hrnet_w48_640.pth.tar (HRNet/HigherHRNet-Human-Pose-Estimation README links)",
                accuracy="official COCO val2017 AP 69.9"),
+    # CrowdPose releases (experiments/crowd_pose/higher_hrnet/w{32,48}_640_adam_lr1e-3.yaml, 14 keypoints).
+    # The official files are named like the COCO ones (model zoo folder pose_crowdpose/): rename them.
+    ModelEntry("pose_higher_hrnet_w32_640_crowdpose", "bottomup", "higherhrnet", (640, 640), "crowdpose14", "MIT",
+               "weights/pose_higher_hrnet_w32_640_crowdpose.pth.tar",
+               "pose_crowdpose/pose_higher_hrnet_w32_640.pth.tar (HRNet/HigherHRNet-Human-Pose-Estimation model zoo)"),
+    ModelEntry("pose_higher_hrnet_w48_640_crowdpose", "bottomup", "higherhrnet", (640, 640), "crowdpose14", "MIT",
+               "weights/pose_higher_hrnet_w48_640_crowdpose.pth.tar",
+               "pose_crowdpose/pose_higher_hrnet_w48_640.pth.tar (HRNet/HigherHRNet-Human-Pose-Estimation model zoo)",
+               accuracy="official CrowdPose test AP 65.9 (AP50 86.4, AP75 70.6, easy 73.3, medium 66.5, "
+                        "hard 57.9; HigherHRNet README)"),
 )}
 
 
@@ -209,7 +219,13 @@ def build(name: str, *, weights: str | Path | None = None, device: str = "cpu", 
     weights when the file is missing.
     """
     entry = get(name)
-    return _builder(entry)(entry, weights if weights is not None else entry.weights, device=device, **options)
+    path = resolve_path(weights if weights is not None else entry.weights)
+    if not path.is_file():
+        given = weights if weights is not None else entry.weights
+        how = "" if weights is not None else f"{entry.how_to_get()}; "
+        raise UserError(f"{entry.family_info.title} weights {str(given)!r} of {name!r} not found; "
+                        f"{how}{entry.family_info.weights_help}")
+    return _builder(entry)(entry, path, device=device, **options)
 
 
 def build_random(name: str, *, device: str = "cpu") -> Any:

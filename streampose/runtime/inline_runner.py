@@ -36,7 +36,7 @@ def run_inline(pipeline: PipelineConfig, stage_specs: list[list[dict]], sources:
                signals: StopSignals) -> RunResult:
     """Run over already-opened sources (closed here); see :func:`streampose.runtime.run_pipeline`."""
     t_start = time.monotonic()
-    stats = RunStats()
+    stats = RunStats(started=t_start)
     result = RunResult(stats)
     images: dict[int, np.ndarray] = {}
     n = len(sources)
@@ -132,8 +132,6 @@ def run_inline(pipeline: PipelineConfig, stage_specs: list[list[dict]], sources:
         close_errors = []
         for runner in runners:
             close_errors += [(runner.name, step, e) for step, e in runner.close(failed=failed)]
-        if progress is not None:
-            progress.close()
         last = runners[-1]
         for i, reader in enumerate(readers):
             capture_stats[i].dropped = reader.dropped
@@ -143,7 +141,10 @@ def run_inline(pipeline: PipelineConfig, stage_specs: list[list[dict]], sources:
         stats.latency = last.latency
         stats.frames_done = last.frames_done_by_name()
         stats.first_capture, stats.last_done = last.first_capture, last.last_done
+        stats.warm_done, stats.warm_frames = last.warm_done, last.warm_frames
         stats.wall_s = time.monotonic() - t_start
+        if progress is not None:
+            progress.close(final_fps=stats.fps)  # its last line agrees with the summary
     if close_errors:
         stage, step, error = close_errors[0]
         if isinstance(error, UserError):

@@ -75,7 +75,7 @@ def run_processes(pipeline: PipelineConfig, stage_specs: list[list[dict]], start
     n_slots = default_ring_slots(pipeline)
     rings: list[FrameRing] = []
     children: list[_Child] = []
-    stats = RunStats()
+    stats = RunStats(started=t_start)
     result = RunResult(stats)
     failure: BaseException | None = None
     try:
@@ -119,11 +119,14 @@ def run_processes(pipeline: PipelineConfig, stage_specs: list[list[dict]], start
     finally:
         if failure is not None or any(c.process.exitcode is None for c in children if c.process.pid):
             _abort(children, control, stats, result, progress, failed=failure is not None)
+        if failure is not None or any((c.process.exitcode or 0) < 0 for c in children if c.process.pid):
+            # A sink's process that was killed could not delete its unfinished files: do it here.
+            _remove_partial_files(stage_specs[-1])
         for ring in rings:
             ring.unlink()
             ring.close()
         if progress is not None:
-            progress.close()
+            progress.close(final_fps=stats.fps)  # its last line agrees with the summary
         order = {c.name: i for i, c in enumerate(sorted(children, key=lambda c: not c.name.startswith("capture")))}
         stats.stages.sort(key=lambda s: order.get(s.name, len(order)))
         stats.wall_s = time.monotonic() - t_start
@@ -193,6 +196,17 @@ def _supervise(children: list[_Child], control: Control, rings: list[FrameRing],
             return None
 
 
+def _remove_partial_files(specs: list[dict]) -> None:
+    from ..io.atomic import discard
+    from ..io.outputs import partial_files
+
+    for spec in specs:
+        for path in partial_files(spec):
+            if path.exists():
+                log.debug("removing the unfinished %s", path)
+                discard(path)
+
+
 def _death(child: _Child, code: int) -> str:
     if code < 0:
         try:
@@ -258,6 +272,8 @@ def _merge_stats(stats: RunStats, payload: dict) -> None:
         stats.frames_done.update(payload["frames_done"])
         stats.first_capture = payload["first_capture"]
         stats.last_done = payload["last_done"]
+        stats.warm_done = payload.get("warm_done")
+        stats.warm_frames = payload.get("warm_frames", 0)
 
 
 def _abort(children: list[_Child], control: Control, stats: RunStats, result: RunResult,

@@ -19,7 +19,7 @@ from ..errors import StopRequested
 from ..records import EndOfStream, Frame, FramePacket, StreamStart
 from ..step import Step
 from .edges import drop_stale
-from .stats import LatencyHistogram, StageStats
+from .stats import WARMUP_FRAMES, LatencyHistogram, StageStats
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +52,9 @@ class StageRunner:
         self.source_names: dict[int, str] = {}
         self.first_capture: float | None = None
         self.last_done: float | None = None
+        #: when the frames finished here first reached WARMUP_FRAMES, and how many that was (steady-state fps)
+        self.warm_done: float | None = None
+        self.warm_frames = 0
         self.live_sources: set[int] = set()
         self.ended_sources: set[int] = set()
         self.stop_requested = False
@@ -155,6 +158,10 @@ class StageRunner:
                 self.first_capture = p.capture_time
             self.release(p)
         self.last_done = now
+        if self.warm_done is None:
+            done = sum(self.frames_done.values())
+            if done >= WARMUP_FRAMES:
+                self.warm_done, self.warm_frames = now, done
         return []
 
     def close(self, failed: bool = False) -> list[tuple[str, BaseException]]:

@@ -11,6 +11,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+#: frames finished before the steady-state rate is measured (first batches pay for lazy init, caches, JIT).
+WARMUP_FRAMES = 10
+
 
 class LatencyHistogram:
     """Log-bucketed latencies in milliseconds; percentiles accurate to about 1 %."""
@@ -85,7 +88,10 @@ class RunStats:
     """What a run did, for the summary and for benchmarks.
 
     frames_done: packets that went through every stage, per source name;
+    started: monotonic time the run started (before processes and models);
     first_capture / last_done: monotonic times bounding the processed frames;
+    warm_done / warm_frames: when the last stage had finished ``warm_frames``
+    (>= WARMUP_FRAMES) frames, where the steady-state rate starts;
     wall_s: whole run, including process start-up.
     """
 
@@ -95,6 +101,9 @@ class RunStats:
     first_capture: float | None = None
     last_done: float | None = None
     wall_s: float = 0.0
+    started: float | None = None
+    warm_done: float | None = None
+    warm_frames: int = 0
 
     @property
     def total_frames(self) -> int:
@@ -105,9 +114,26 @@ class RunStats:
         return sum(s.dropped for s in self.stages)
 
     @property
+    def startup_s(self) -> float | None:
+        """Seconds from the start of the run to the first frame captured (processes, models, connecting)."""
+        if self.started is None or self.first_capture is None:
+            return None
+        return max(0.0, self.first_capture - self.started)
+
+    @property
     def fps(self) -> float | None:
-        """Frames per second from the first capture to the last finished frame."""
-        if self.first_capture is None or self.last_done is None or self.total_frames < 2:
+        """Steady-state frames per second: after the first ``warm_frames`` finished, to the last one.
+
+        Short runs (fewer than 2 frames after the warm-up) fall back to the
+        first capture → last finished frame. Start-up is never included.
+        """
+        if self.last_done is None or self.total_frames < 2:
+            return None
+        if self.warm_done is not None and self.total_frames - self.warm_frames >= 2:
+            span = self.last_done - self.warm_done
+            if span > 0:
+                return (self.total_frames - self.warm_frames) / span
+        if self.first_capture is None:
             return None
         span = self.last_done - self.first_capture
         return self.total_frames / span if span > 0 else None
@@ -121,12 +147,15 @@ class RunStats:
     def summary_lines(self) -> list[str]:
         """A human-readable table: totals, latency, then one row per stage and step."""
         fps = self.fps
+        startup = self.startup_s
         n_src = len(self.frames_done)
-        lines = [
-            f"{self.total_frames} frames from {n_src} source{'s' if n_src != 1 else ''} "
-            f"in {self.wall_s:.1f} s" + (f" ({fps:.1f} fps)" if fps else "")
-            + f", {self.dropped} dropped",
-        ]
+        timing = f"in {self.wall_s:.1f} s"
+        if startup is not None:
+            timing += f" (start-up {startup:.1f} s)"
+        if fps:
+            timing += f", {fps:.1f} fps steady state"
+        lines = [f"{self.total_frames} frames from {n_src} source{'s' if n_src != 1 else ''} {timing}, "
+                 f"{self.dropped} dropped"]
         p50, p99 = self.latency.percentile(50), self.latency.percentile(99)
         if p50 is not None:
             lines.append(f"latency capture->sink: p50 {p50:.1f} ms, p99 {p99:.1f} ms")

@@ -30,6 +30,7 @@ import numpy as np
 
 from ..errors import SourceError, UserError
 from ..records import EndOfStream, FramePacket, StreamStart
+from ..io.urls import redact_text
 from .capture import SourceEnd, SourceReader
 from .edges import POLL_S, Aborted, drain, get
 from .replicas import Dealer, Reorderer
@@ -136,10 +137,10 @@ def child_main(kind: str, config: CaptureConfig | StageConfig, control: Control)
     except Aborted:
         code = 0
     except UserError as e:
-        send(("user_error", config.name, type(e).__name__, str(e)))
+        send(("user_error", config.name, type(e).__name__, redact_text(str(e))))
         code = 2
     except BaseException:  # noqa: BLE001 - any failure is reported with its traceback
-        send(("error", config.name, traceback.format_exc()))
+        send(("error", config.name, redact_text(traceback.format_exc())))
         code = 1
     if code or should_abort():
         # Nobody may read what is still buffered for the next stage: don't wait for it at exit.
@@ -210,13 +211,13 @@ def run_capture(cfg: CaptureConfig, control: Control, should_abort, send) -> Non
                 continue
             if isinstance(item, SourceEnd):
                 if item.crash:
-                    raise RuntimeError(f"source {cfg.spec!r} raised:\n{item.crash}")
+                    raise RuntimeError(f"source {cfg.start.source_name!r} raised:\n{item.crash}")
                 error = item.error
                 break
             stats.frames_in += 1
             image = item.image
             if image.dtype != np.uint8 or not ring.fits(image.shape):
-                error = (f"source {cfg.spec!r}: frame {item.index} has shape {image.shape} {image.dtype}, "
+                error = (f"source {cfg.start.source_name!r}: frame {item.index} has shape {image.shape} {image.dtype}, "
                          f"larger than the stream's {cfg.start.width}x{cfg.start.height} or not BGR uint8")
                 break
             slot = _free_slot(free, live, control, should_abort, stats)
@@ -240,7 +241,7 @@ def run_capture(cfg: CaptureConfig, control: Control, should_abort, send) -> Non
                 stats.extra[key] = int(value)
     forward(EndOfStream(cfg.source_id, cfg.start.source_name, sent, error))
     if error:
-        send(("source_error", cfg.name, error))
+        send(("source_error", cfg.name, redact_text(error)))
     send(("stats", cfg.name, {"stage": stats}))
 
 
@@ -316,7 +317,8 @@ def run_stage(cfg: StageConfig, control: Control, should_abort, send) -> None:
         if cfg.outq is None:  # the last stage knows what came out, and when
             payload.update(
                 latency=runner.latency, first_capture=runner.first_capture, last_done=runner.last_done,
-                frames_done=runner.frames_done_by_name())
+                frames_done=runner.frames_done_by_name(), warm_done=runner.warm_done,
+                warm_frames=runner.warm_frames)
         send(("stats", cfg.name, payload))
         if cfg.outq is None:
             send(("progress", cfg.name, sum(runner.frames_done.values())))

@@ -40,6 +40,7 @@ import numpy as np
 from numba.extending import register_jitable
 
 from ..assignment import match_weights
+from ..keypoint_sets import COCO_17, keypoint_set_for
 from ..records import UNTRACKED
 from .checks import check_int
 from .params import TrackerParams
@@ -47,9 +48,7 @@ from .params import TrackerParams
 __all__ = ["COCO_KEYPOINT_SIGMAS", "IoUTracker", "TrackerParams", "iou_matrix", "similarity_matrix"]
 
 #: Per-keypoint OKS sigmas of the COCO evaluation, COCO-17 order.
-COCO_KEYPOINT_SIGMAS = np.array(
-    [0.26, 0.25, 0.25, 0.35, 0.35, 0.79, 0.79, 0.72, 0.72, 0.62, 0.62, 1.07, 1.07, 0.87, 0.87, 0.89, 0.89]
-) / 10.0
+COCO_KEYPOINT_SIGMAS = COCO_17.sigmas
 
 TENTATIVE, CONFIRMED, LOST = 0, 1, 2
 _STATE_NAMES = {TENTATIVE: "tentative", CONFIRMED: "confirmed", LOST: "lost"}
@@ -154,10 +153,8 @@ def similarity_matrix(track_xyxy: np.ndarray, det_xyxy: np.ndarray,
 
 
 def _sigmas_for(num_keypoints: int) -> np.ndarray:
-    if num_keypoints == len(COCO_KEYPOINT_SIGMAS):
-        return COCO_KEYPOINT_SIGMAS.copy()
-    # Not COCO-17: the mean COCO sigma for every keypoint.
-    return np.full(num_keypoints, COCO_KEYPOINT_SIGMAS.mean())
+    # The keypoint set's own sigmas (COCO-17, CrowdPose-14); others: the mean COCO sigma for each keypoint.
+    return keypoint_set_for(num_keypoints).sigmas
 
 
 class IoUTracker:

@@ -14,7 +14,16 @@ by building the official model definitions):
 - ``official_higher_hrnet``: HRNet/HigherHRNet-Human-Pose-Estimation
   ``pose_higher_hrnet_w32_512.pth``, ``..._w32_640.pth.tar``, ``..._w48_640.pth.tar``;
   the 640 files come from an fp16 training wrapper: a leading ``1.`` on every
-  key and float16 conv weights.
+  key and float16 conv weights. The CrowdPose releases (``pose_crowdpose/``
+  ``pose_higher_hrnet_w{32,48}_640.pth.tar``, configs
+  ``experiments/crowd_pose/higher_hrnet/w{32,48}_640_adam_lr1e-3.yaml``, also
+  fp16-trained) have the same keys; ``MODEL.NUM_JOINTS: 14`` changes three
+  shapes (``lib/models/pose_higher_hrnet.py``: ``_make_final_layers``,
+  ``_make_deconv_layers``): ``final_layers.0.weight`` [28, W, 1, 1] (14
+  heatmaps + 14 tags, ``TAG_PER_JOINT``), ``final_layers.1.weight``
+  [14, W, 1, 1] and ``deconv_layers.0.0.0.weight`` [W + 28, W, 4, 4] (the
+  features concatenated with the 1/4 output, ``CAT_OUTPUT``), W = 32 or 48.
+  They are recognised by their 14 joints and named ``..._crowdpose``.
 
 Any of them may be wrapped in ``{"state_dict": ...}`` or ``{"model": ...}``
 and carry ``module.`` prefixes (DataParallel). Files are read with
@@ -37,8 +46,10 @@ from functools import lru_cache
 from pathlib import Path
 
 from ...errors import CheckpointError
+from ...keypoint_sets import CROWDPOSE_14
 from ...paths import existing_file
 from .network import (
+    CROWDPOSE_SUFFIX,
     HRNET_WIDTHS,
     HeatmapHeadSpec,
     HigherHRNetHeadSpec,
@@ -188,7 +199,8 @@ def identify(contents: CheckpointContents, path: str | Path = "checkpoint") -> P
         # The 640 releases are the fp16-trained ones: that wrapper, not the file name, tells them apart.
         size = 640 if ("1." in contents.wrappers or contents.has_fp16) else 512
         head = HigherHRNetHeadSpec(num_joints=joints, tag_dim=quarter[0] - joints, deconv_channels=half[1])
-        return PoseNetSpec(f"pose_higher_hrnet_w{width}_{size}", _backbone(width), head, (size, size),
+        suffix = CROWDPOSE_SUFFIX if joints == CROWDPOSE_14.num_keypoints else ""
+        return PoseNetSpec(f"pose_higher_hrnet_w{width}_{size}{suffix}", _backbone(width), head, (size, size),
                            family="official_higher_hrnet")
     final = _shape(sd, "final_layer.weight")
     if final is None or len(final) != 4:

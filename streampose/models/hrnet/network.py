@@ -31,6 +31,8 @@ from typing import Union
 import torch
 from torch import nn
 
+from ...keypoint_sets import COCO_17, CROWDPOSE_14
+
 _BN_MOMENTUM = 0.1  # official BN_MOMENTUM; irrelevant at inference, kept for training parity
 
 
@@ -60,7 +62,7 @@ class HRNetSpec:
 class HeatmapHeadSpec:
     """PoseHRNet: a 1x1 conv from the highest-resolution branch to K heatmaps at 1/4 input."""
 
-    num_joints: int = 17
+    num_joints: int = COCO_17.num_keypoints
     kind: str = field(default="heatmap", init=False)
 
 
@@ -72,7 +74,7 @@ class SimDRHeadSpec:
     sizes depend on it (in: (H/4)*(W/4), out: W*split_ratio and H*split_ratio).
     """
 
-    num_joints: int = 17
+    num_joints: int = COCO_17.num_keypoints
     input_size_wh: tuple[int, int] = (192, 256)
     split_ratio: float = 2.0
     kind: str = field(default="simdr", init=False)
@@ -99,8 +101,8 @@ class HigherHRNetHeadSpec:
     backbone width (official: 32 for w32, 48 for w48).
     """
 
-    num_joints: int = 17
-    tag_dim: int = 17
+    num_joints: int = COCO_17.num_keypoints
+    tag_dim: int = COCO_17.num_keypoints
     deconv_channels: int | None = None
     deconv_kernel: int = 4
     num_basic_blocks: int = 4
@@ -412,8 +414,13 @@ def _topdown(name: str, width: int, head: HeadSpec) -> PoseNetSpec:
     return PoseNetSpec(name, HRNET_WIDTHS[width], head, (192, 256))
 
 
-def _bottomup(name: str, width: int, size: int) -> PoseNetSpec:
-    return PoseNetSpec(name, HRNET_WIDTHS[width], HigherHRNetHeadSpec(), (size, size))
+def _bottomup(name: str, width: int, size: int, num_joints: int = COCO_17.num_keypoints) -> PoseNetSpec:
+    head = HigherHRNetHeadSpec(num_joints=num_joints, tag_dim=num_joints)
+    return PoseNetSpec(name, HRNET_WIDTHS[width], head, (size, size))
+
+
+#: Suffix of the CrowdPose releases' names (the official files share the COCO names, in ``pose_crowdpose/``).
+CROWDPOSE_SUFFIX = "_crowdpose"
 
 
 #: Every registered network, by name (the official release names).
@@ -427,6 +434,11 @@ HRNET_MODELS: dict[str, PoseNetSpec] = {
         _bottomup("pose_higher_hrnet_w32_512", 32, 512),
         _bottomup("pose_higher_hrnet_w32_640", 32, 640),
         _bottomup("pose_higher_hrnet_w48_640", 48, 640),
+        # CrowdPose (experiments/crowd_pose/higher_hrnet/w{32,48}_640_adam_lr1e-3.yaml): the same
+        # networks with MODEL.NUM_JOINTS 14, so 28 channels at 1/4 (14 heatmaps + 14 tags), 14 at 1/2,
+        # and a deconv input of width + 28 channels (CAT_OUTPUT).
+        _bottomup("pose_higher_hrnet_w32_640" + CROWDPOSE_SUFFIX, 32, 640, CROWDPOSE_14.num_keypoints),
+        _bottomup("pose_higher_hrnet_w48_640" + CROWDPOSE_SUFFIX, 48, 640, CROWDPOSE_14.num_keypoints),
     )
 }
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ...errors import CheckpointError, ConfigError
-from ...records import COCO_FLIP_INDEX
+from ...keypoint_sets import KEYPOINT_SETS, keypoint_set_for
 from ..protocols import CropKeypoints, CropSpec
 from .flip import average_heatmaps, flip_back_heatmaps, flip_back_simdr
 from .heatmap_decode import decode_heatmaps
@@ -24,10 +24,11 @@ from .simdr_decode import decode_simdr, simdr_probabilities
 
 
 def _flip_index(num_keypoints: int) -> Sequence[int]:
-    if num_keypoints != len(COCO_FLIP_INDEX):
-        raise ValueError(f"flip_test: only COCO-17 keypoints have flip pairs, the model has {num_keypoints}; "
-                         "set flip_test = false")
-    return COCO_FLIP_INDEX
+    keypoint_set = keypoint_set_for(num_keypoints)
+    if not keypoint_set.flip_pairs:
+        raise ValueError(f"flip_test: the model's {num_keypoints} keypoints are not a known keypoint set "
+                         f"(no flip pairs: {', '.join(sorted(KEYPOINT_SETS))}); set flip_test = false")
+    return keypoint_set.flip_index
 
 
 class HeatmapTopDownModel:

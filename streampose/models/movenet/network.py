@@ -37,13 +37,15 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ...keypoint_sets import COCO_17
+
 
 @dataclass(frozen=True)
 class MoveNetSpec:
     """A MoveNet single-pose variant: square input size and keypoint count."""
 
     input_size: int = 192
-    num_keypoints: int = 17
+    num_keypoints: int = COCO_17.num_keypoints
     head_channels: int = 96
 
 

@@ -66,27 +66,37 @@ class MoveNetTopDownModel:
         if flip_test and self.num_keypoints != len(COCO_FLIP_INDEX):
             raise ValueError(f"flip_test needs the COCO-17 keypoints, the network has {self.num_keypoints}")
 
-    def infer(self, batch) -> CropKeypoints:
-        """batch: (N, 3, S, S) normalised RGB crops → (x, y) in crop pixels and scores."""
+    def forward(self, batch):
+        """batch: (N, 3, S, S) normalised RGB crops → the four head maps (of 2N crops with the flip test)."""
+        import torch
+
+        if self.flip_test:
+            batch = torch.cat((batch, batch.flip(3)))
+        with torch.inference_mode():
+            return self.network(batch.contiguous(memory_format=torch.channels_last))
+
+    def decode(self, maps) -> CropKeypoints:
+        """Head maps → (x, y) in crop pixels and scores (flip-averaged with the flip test)."""
         import torch
 
         from .decode import decode_single_pose
 
-        n = batch.shape[0]
-        if self.flip_test:
-            batch = torch.cat((batch, batch.flip(3)))
         with torch.inference_mode():
-            maps = self.network(batch.contiguous(memory_format=torch.channels_last))
             yxs = decode_single_pose(*maps, rounding=getattr(self.network, "decode_rounding", None)).cpu().numpy()
         w, h = self.crop.input_size_wh
         coords = np.stack((yxs[..., 1] * w, yxs[..., 0] * h), axis=-1).astype(np.float32)
         scores = yxs[..., 2].astype(np.float32)
         if self.flip_test:
+            n = len(coords) // 2
             mirrored = coords[n:, list(COCO_FLIP_INDEX)]
             mirrored[..., 0] = w - mirrored[..., 0]
             coords = (coords[:n] + mirrored) * np.float32(0.5)
             scores = (scores[:n] + scores[n:, list(COCO_FLIP_INDEX)]) * np.float32(0.5)
         return CropKeypoints(coords, scores, (w, h))
+
+    def infer(self, batch) -> CropKeypoints:
+        """batch: (N, 3, S, S) normalised RGB crops → (x, y) in crop pixels and scores."""
+        return self.decode(self.forward(batch))
 
 
 def load_movenet_topdown(path: str | Path = DEFAULT_POSE_WEIGHTS, *, flip_test: bool = False,

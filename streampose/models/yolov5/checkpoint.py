@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import CheckpointError
+from ..checkpoint import check_tensor_extent
 from .safe_unpickle import PickledObject, restricted_load
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,11 @@ log = logging.getLogger(__name__)
 DEFAULT_BN_EPS = 1e-3
 
 _MODEL_CLASSES = ("Model", "DetectionModel")
+#: deepest module nesting accepted (yolov5 models are 4 deep: Model > Sequential > C3 > Bottleneck > Conv);
+#: deeper, or a module that contains itself, is a hostile file, refused instead of a RecursionError.
+MAX_MODULE_DEPTH = 32
+#: deepest nesting of lists/dicts in the architecture yaml (yolov5's is 4).
+MAX_YAML_DEPTH = 16
 
 
 @dataclass(frozen=True)
@@ -115,33 +121,78 @@ def _module_dict(module: PickledObject, name: str) -> dict:
     return value
 
 
-def walk_state_dict(module: PickledObject, prefix: str = "") -> dict:
-    """``nn.Module.state_dict()`` of a pickled module: parameters and persistent buffers, recursively."""
-    import torch
-
-    out: dict[str, Any] = {}
-    non_persistent = module.get("_non_persistent_buffers_set") or set()
-    for kind in ("_parameters", "_buffers"):
-        for name, tensor in _module_dict(module, kind).items():
-            if tensor is None or (kind == "_buffers" and name in non_persistent):
-                continue
-            if type(tensor) is not torch.Tensor:
-                raise CheckpointError(f"{prefix}{name} is a {type(tensor).__name__}, not a tensor")
-            out[prefix + name] = tensor
+def _children(module: PickledObject) -> list[tuple[str, PickledObject]]:
+    out = []
     for name, child in _module_dict(module, "_modules").items():
         if child is None:
             continue
         if not isinstance(child, PickledObject):
-            raise CheckpointError(f"submodule {prefix}{name} is a {type(child).__name__}, not a module")
-        out.update(walk_state_dict(child, f"{prefix}{name}."))
+            raise CheckpointError(f"submodule {name} is a {type(child).__name__}, not a module")
+        out.append((str(name), child))
+    return out
+
+
+def _walk_modules(root: PickledObject):
+    """(prefix, module) for ``root`` and every submodule, depth first in pickle order, without recursion.
+
+    CheckpointError for nesting deeper than ``MAX_MODULE_DEPTH`` or a module
+    that contains itself (a cycle), instead of a RecursionError or a loop.
+    """
+    stack: list[tuple[str, PickledObject, tuple[int, ...]]] = [("", root, ())]
+    while stack:
+        prefix, module, ancestors = stack.pop()
+        if id(module) in ancestors:
+            raise CheckpointError(f"pickled module {prefix.rstrip('.') or module.pickled_name} contains itself; "
+                                  "the file is damaged or hostile")
+        if len(ancestors) > MAX_MODULE_DEPTH:
+            raise CheckpointError(f"pickled modules nest more than {MAX_MODULE_DEPTH} deep (at "
+                                  f"{prefix[:80].rstrip('.')}...); the file is damaged or hostile")
+        yield prefix, module
+        path = ancestors + (id(module),)
+        for name, child in reversed(_children(module)):
+            stack.append((f"{prefix}{name}.", child, path))
+
+
+def walk_state_dict(module: PickledObject, prefix: str = "") -> dict:
+    """``nn.Module.state_dict()`` of a pickled module: parameters and persistent buffers, in module order."""
+    import torch
+
+    out: dict[str, Any] = {}
+    for sub_prefix, sub in _walk_modules(module):
+        non_persistent = sub.get("_non_persistent_buffers_set") or set()
+        for kind in ("_parameters", "_buffers"):
+            for name, tensor in _module_dict(sub, kind).items():
+                if tensor is None or (kind == "_buffers" and name in non_persistent):
+                    continue
+                if type(tensor) is not torch.Tensor:
+                    raise CheckpointError(f"{prefix}{sub_prefix}{name} is a {type(tensor).__name__}, not a tensor")
+                out[prefix + sub_prefix + name] = tensor
     return out
 
 
 def _iter_modules(module: PickledObject):
-    yield module
-    for child in _module_dict(module, "_modules").values():
-        if isinstance(child, PickledObject):
-            yield from _iter_modules(child)
+    for _, sub in _walk_modules(module):
+        yield sub
+
+
+def _check_plain_data(value: Any, what: str, source: str) -> None:
+    """CheckpointError when ``value`` nests containers deeper than ``MAX_YAML_DEPTH`` or contains itself.
+
+    The architecture yaml is deep-copied and walked by the network builder;
+    this keeps that from hitting the recursion limit on a hostile file.
+    """
+    stack: list[tuple[Any, tuple[int, ...]]] = [(value, ())]
+    while stack:
+        item, ancestors = stack.pop()
+        if not isinstance(item, (list, tuple, dict)):
+            continue
+        if id(item) in ancestors:
+            raise CheckpointError(f"{source}: the {what} contains itself; the file is damaged or hostile")
+        if len(ancestors) >= MAX_YAML_DEPTH:
+            raise CheckpointError(f"{source}: the {what} nests more than {MAX_YAML_DEPTH} deep; "
+                                  "the file is damaged or hostile")
+        children = list(item.keys()) + list(item.values()) if isinstance(item, dict) else list(item)
+        stack.extend((child, ancestors + (id(item),)) for child in children)
 
 
 def _tensor_values(value: Any, what: str, source: str) -> list[float]:
@@ -162,6 +213,7 @@ def recover_checkpoint(model: PickledObject, source: str) -> YoloV5Checkpoint:
     if not isinstance(yaml, dict) or "backbone" not in yaml or "head" not in yaml:
         raise CheckpointError(f"{source}: the pickled yolov5 model has no architecture yaml "
                               "(backbone/head); it cannot be rebuilt")
+    _check_plain_data(yaml, "architecture yaml", source)
     layers = _module_dict(model, "_modules").get("model")
     if not isinstance(layers, PickledObject):
         raise CheckpointError(f"{source}: the pickled yolov5 model has no layer list 'model'")
@@ -175,6 +227,7 @@ def recover_checkpoint(model: PickledObject, source: str) -> YoloV5Checkpoint:
 
     state_dict = {}
     for key, tensor in walk_state_dict(model).items():
+        check_tensor_extent(tensor, key, source)  # before any copy below could inflate a view
         tensor = tensor.detach()
         state_dict[key] = tensor.float().contiguous() if tensor.is_floating_point() else tensor.clone()
 

@@ -14,7 +14,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from ...device import resolve_device
+from ...device import check_fp16_device, resolve_device
 from ...errors import ConfigError
 from ...gpu.transfer import FrameUploader
 from ...paths import existing_file
@@ -38,7 +38,8 @@ class YoloV5Detector:
     iou_threshold: NMS IoU; max_detections: per frame; classes: class names
     to keep (None keeps all); letterbox: ``"rect"`` (minimal stride-aligned
     rectangle, yolov5 ``auto=True``) or ``"square"``; half: fp16 weights and
-    inputs (CUDA only).
+    inputs (CUDA only: ValueError on another device, the rule of
+    :data:`streampose.device.FP16_NEEDS_CUDA`).
     """
 
     def __init__(self, network: YoloV5Network, names: Sequence[str], *, img_size: int = 640,
@@ -66,9 +67,9 @@ class YoloV5Detector:
         self.max_detections = int(max_detections)
         self.letterbox = letterbox
         self.device = torch.device(device)
-        self.half = bool(half) and self.device.type == "cuda"
-        if half and not self.half:
-            log.warning("half=True ignored on %s: fp16 inference is for CUDA devices; using fp32", self.device)
+        if half:
+            check_fp16_device(self.device, "half")
+        self.half = bool(half)
         self.network = network.to(self.device).eval()
         self._uploader = FrameUploader(self.device)
         if self.half:
@@ -99,6 +100,9 @@ class YoloV5Detector:
         Raises UserError / CheckpointError (one line) for a missing, unsafe
         or unsupported file, ConfigError for a class name the model lacks.
         """
+        torch_device = resolve_device(device)
+        if half:
+            check_fp16_device(torch_device, "half")  # before loading anything
         file = existing_file(path, "YOLOv5 checkpoint", WEIGHTS_HINT)
         checkpoint = load_yolov5_checkpoint(file, source=str(path))
         network = network_from_checkpoint(checkpoint)
@@ -106,7 +110,7 @@ class YoloV5Detector:
             network.fuse()
         return cls(network, checkpoint.names, img_size=img_size, conf_threshold=conf_threshold,
                    iou_threshold=iou_threshold, max_detections=max_detections, classes=classes,
-                   letterbox=letterbox, device=resolve_device(device), half=half, source=str(path))
+                   letterbox=letterbox, device=torch_device, half=half, source=str(path))
 
     def preprocess(self, images: list[np.ndarray]) -> tuple[torch.Tensor, tuple[int, int]]:
         """Letterbox frames into one network input: (B, 3, H, W) float RGB in [0, 1] on the device.

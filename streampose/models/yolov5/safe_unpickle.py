@@ -21,6 +21,16 @@ the file is read with our own :class:`RestrictedUnpickler`:
 ``torch.load`` is not used at all, so no torch code path can import or call
 anything outside the allow-list.
 
+Memory is bounded by what the file holds: the zip directory is checked
+before any entry is read (:func:`streampose.models.checkpoint.check_zip_directory`),
+each storage entry must be exactly as large as its id declares, a tensor
+view must lie inside its storage and hold no more elements than it (so a
+stride-0 view cannot be inflated by a later copy), legacy storages may not
+declare more bytes than the file has, and no reads are larger than what is
+left of the file. NumPy values (training metadata such as
+``best_fitness``) are rebuilt by our own functions from the bytes in the
+pickle, numeric dtypes only; no NumPy array constructor is callable.
+
 Facts about the two on-disk formats are from ``torch/serialization.py``
 (PyTorch, BSD-3-Clause); this module is written independently.
 """
@@ -30,12 +40,14 @@ from __future__ import annotations
 import collections
 import io
 import pickle
+import pickletools
 import struct
 import zipfile
 from pathlib import Path
 from typing import Any, Callable
 
 from ...errors import CheckpointError
+from ..checkpoint import DAMAGED, check_zip_directory, looks_truncated_zip
 
 _LEGACY_MAGIC_NUMBER = 0x1950A86A20F9469CFC6C
 _LEGACY_PROTOCOL_VERSION = 1001
@@ -213,6 +225,10 @@ def _rebuild_tensor(storage: Any, storage_offset: Any, size: Any, stride: Any):
     numel = 1
     for s in size:
         numel *= s
+    if numel > flat.numel():
+        # Only a zero stride can do this: a view that a copy would blow up to ``numel`` elements.
+        raise CheckpointError(f"tensor of size {size} claims {numel} elements from a storage of {flat.numel()} "
+                              "in checkpoint; the file is damaged or hostile")
     if numel:
         last = storage_offset + sum((s - 1) * st for s, st in zip(size, stride))
         if last >= flat.numel():
@@ -288,6 +304,112 @@ def _make_bytearray(*args: Any):
     return bytearray(*args)
 
 
+#: NumPy dtypes a checkpoint's metadata may use (numbers only: no objects, no structured or void types).
+_NUMPY_DTYPES = ("f8", "f4", "f2", "i8", "i4", "i2", "i1", "u8", "u4", "u2", "u1", "b1")
+
+
+class _NumpyDtype:
+    """A NumPy dtype named in a pickle (``numpy.dtype("f8", False, True)`` + its BUILD state)."""
+
+    __slots__ = ("dtype",)
+
+    def __init__(self, dtype) -> None:
+        object.__setattr__(self, "dtype", dtype)
+
+    def __setstate__(self, state: Any) -> None:
+        # (version, byteorder, subarray, names, fields, elsize, alignment, flags) of a plain number type
+        if (not isinstance(state, tuple) or len(state) < 5 or state[1] not in ("<", "|", "=")
+                or any(part is not None for part in state[2:5])):
+            raise CheckpointError(f"checkpoint gives NumPy dtype {self.dtype} an unexpected state; {_NOT_PLAIN}")
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise CheckpointError(f"checkpoint tried to modify a NumPy dtype; {_NOT_PLAIN}")
+
+
+def _numpy_dtype(name: Any, align: Any = False, copy: Any = True) -> _NumpyDtype:
+    import numpy as np
+
+    if name not in _NUMPY_DTYPES:
+        raise CheckpointError(f"NumPy dtype {str(name)[:20]!r} in checkpoint is not a plain number type; {_NOT_PLAIN}")
+    return _NumpyDtype(np.dtype(name).newbyteorder("<"))
+
+
+def _numpy_scalar(dtype: Any, data: Any = None):
+    """``numpy.core.multiarray.scalar``: one number from exactly ``itemsize`` bytes of the pickle."""
+    import numpy as np
+
+    if not isinstance(dtype, _NumpyDtype) or not isinstance(data, bytes) or len(data) != dtype.dtype.itemsize:
+        raise CheckpointError(f"NumPy scalar in checkpoint is not one plain number; {_NOT_PLAIN}")
+    return np.frombuffer(data, dtype=dtype.dtype)[0]
+
+
+class _NdarrayType:
+    """What ``numpy.ndarray`` stands for: an argument of ``_reconstruct`` only; calling it is refused."""
+
+    __slots__ = ()
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        raise CheckpointError(f"numpy.ndarray may not be called from a checkpoint (it allocates what the pickle "
+                              f"asks); {_NOT_PLAIN}")
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise CheckpointError(f"checkpoint tried to modify numpy.ndarray; {_NOT_PLAIN}")
+
+
+_NDARRAY_TYPE = _NdarrayType()
+
+
+class NumpyArrayRecord:
+    """A NumPy array from a checkpoint's metadata, built only from the bytes the pickle holds.
+
+    ``array`` is the array (None until the pickle's BUILD gives its data);
+    ``np.asarray(record)`` works. Element counts are checked against the
+    bytes, so a pickle cannot make us allocate more than it contains.
+    """
+
+    __slots__ = ("array",)
+
+    def __init__(self) -> None:
+        object.__setattr__(self, "array", None)
+
+    def __setstate__(self, state: Any) -> None:
+        import numpy as np
+
+        # (version, shape, dtype, is_fortran, raw bytes), as ndarray.__reduce__ writes it
+        if not isinstance(state, tuple) or len(state) != 5 or self.array is not None:
+            raise CheckpointError(f"NumPy array in checkpoint has an unexpected state; {_NOT_PLAIN}")
+        _, shape, dtype, fortran, raw = state
+        shape = _as_int_tuple(shape, "NumPy shape")
+        if not isinstance(dtype, _NumpyDtype) or not isinstance(raw, bytes) or any(n < 0 for n in shape):
+            raise CheckpointError(f"NumPy array in checkpoint is not a plain number array; {_NOT_PLAIN}")
+        count = 1
+        for n in shape:
+            count *= n
+        if count * dtype.dtype.itemsize != len(raw):
+            raise CheckpointError(f"NumPy array of shape {shape} in checkpoint holds {len(raw)} bytes, not "
+                                  f"{count * dtype.dtype.itemsize}; the file is damaged or hostile")
+        array = np.frombuffer(raw, dtype=dtype.dtype).reshape(shape, order="F" if fortran else "C").copy()
+        object.__setattr__(self, "array", array)
+
+    def __array__(self, dtype=None, copy=None):
+        import numpy as np
+
+        return np.asarray(self.array, dtype=dtype)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise CheckpointError(f"checkpoint tried to modify a NumPy array; {_NOT_PLAIN}")
+
+    def __repr__(self) -> str:
+        return f"<pickled numpy array {None if self.array is None else self.array.shape}>"
+
+
+def _numpy_reconstruct(cls: Any, shape: Any = (0,), dtype_code: Any = b"b"):
+    """``numpy.core.multiarray._reconstruct``: an empty record; its data comes only from the pickle's bytes."""
+    if cls is not _NDARRAY_TYPE:
+        raise CheckpointError(f"checkpoint rebuilds a NumPy array of another class; {_NOT_PLAIN}")
+    return NumpyArrayRecord()
+
+
 _REBUILD_TENSOR = _Function(_rebuild_tensor, "torch._utils._rebuild_tensor")
 _REBUILD_TENSOR_V2 = _Function(_rebuild_tensor_v2, "torch._utils._rebuild_tensor_v2")
 _REBUILD_PARAMETER = _Function(_rebuild_parameter, "torch._utils._rebuild_parameter")
@@ -320,9 +442,6 @@ RECORD_CLASSES: dict[str, tuple[str, ...]] = {
 
 
 def _build_allow_list() -> dict[tuple[str, str], Any]:
-    import numpy as np
-    from numpy._core import multiarray
-
     allowed: dict[tuple[str, str], Any] = {}
     for table in (YOLOV5_CLASSES, TORCH_NN_CLASSES, RECORD_CLASSES):
         for module, names in table.items():
@@ -346,12 +465,13 @@ def _build_allow_list() -> dict[tuple[str, str], Any]:
         ("builtins", "bytearray"): _Function(_make_bytearray, "builtins.bytearray"),
         ("__builtin__", "bytearray"): _Function(_make_bytearray, "builtins.bytearray"),
         ("_codecs", "encode"): _Function(_codecs_encode, "_codecs.encode"),
-        ("numpy", "ndarray"): np.ndarray,
-        ("numpy", "dtype"): np.dtype,
+        # NumPy metadata through bounded re-implementations; no NumPy callable is ever reachable.
+        ("numpy", "ndarray"): _NDARRAY_TYPE,
+        ("numpy", "dtype"): _Function(_numpy_dtype, "numpy.dtype"),
     })
     for module in ("numpy.core.multiarray", "numpy._core.multiarray"):
-        allowed[(module, "_reconstruct")] = multiarray._reconstruct
-        allowed[(module, "scalar")] = multiarray.scalar
+        allowed[(module, "_reconstruct")] = _Function(_numpy_reconstruct, f"{module}._reconstruct")
+        allowed[(module, "scalar")] = _Function(_numpy_scalar, f"{module}.scalar")
     for name, dtype_name in _STORAGE_DTYPES.items():
         allowed[("torch", name)] = _StorageType(name, dtype_name)
     for dtype_name in ("float64", "float32", "float16", "bfloat16", "int64", "int32", "int16", "int8",
@@ -430,13 +550,71 @@ class RestrictedUnpickler(pickle.Unpickler):
         return self._load_storage(pid)
 
 
-def _unpickle(data: io.BufferedIOBase, source: str, load_storage: Callable[[tuple], Any] | None) -> Any:
+class _CappedReader:
+    """A file whose reads never ask for more than what is left of it.
+
+    The pickle machine reads a length the file declares in one call; without
+    the cap, a declared length of 2**40 would allocate that much up front.
+    """
+
+    def __init__(self, file: Any, size: int) -> None:
+        self._file = file
+        self._left = size
+
+    def read(self, n: int = -1) -> bytes:
+        n = self._left if n is None or n < 0 else min(n, self._left)
+        data = self._file.read(n)
+        self._left -= len(data)
+        return data
+
+    def readline(self, limit: int = -1) -> bytes:
+        limit = self._left if limit is None or limit < 0 else min(limit, self._left)
+        data = self._file.readline(limit)
+        self._left -= len(data)
+        return data
+
+    def readinto(self, buffer) -> int:
+        view = memoryview(buffer)[: self._left]
+        n = self._file.readinto(view)
+        self._left -= n
+        return n
+
+    def tell(self) -> int:
+        return self._file.tell()
+
+    def seek(self, position: int) -> None:
+        self._left += self._file.tell() - position
+        self._file.seek(position)
+
+
+def _prescan(data: Any, source: str) -> None:
+    """Walk the pickle's opcodes once without building anything, then rewind.
+
+    The pickle machine allocates a length-prefixed string or bytes object at
+    its declared size before reading it (``BINBYTES8`` may declare 2**40
+    bytes); ``pickletools.genops`` reads through our capped reader, so a
+    declared length longer than what is left of the file is found here, cheaply.
+    """
+    start = data.tell()
+    try:
+        for _ in pickletools.genops(data):
+            pass
+    except ValueError as e:  # "expected N bytes ... but only M remain", unknown opcode, no STOP
+        raise CheckpointError(f"{source} {DAMAGED} (its object pickle declares more data than the file holds, "
+                              f"or ends early: {str(e)[:80]})") from e
+    data.seek(start)
+
+
+def _unpickle(data: Any, source: str, load_storage: Callable[[tuple], Any] | None) -> Any:
+    _prescan(data, source)
     try:
         return RestrictedUnpickler(data, source, load_storage).load()
     except CheckpointError:
         raise
     except (pickle.UnpicklingError, EOFError, TypeError, ValueError, AttributeError, KeyError, IndexError,
             RecursionError, struct.error, MemoryError) as e:
+        if isinstance(e, EOFError) or (isinstance(e, pickle.UnpicklingError) and "truncated" in str(e)):
+            raise CheckpointError(f"{source} {DAMAGED} (its object pickle ends early)") from e
         raise CheckpointError(f"{source} is not a readable torch checkpoint ({type(e).__name__}: {e}); "
                               "check that the file is complete") from e
 
@@ -465,6 +643,7 @@ def _load_zip(path: Path, source: str) -> Any:
     except zipfile.BadZipFile as e:
         raise CheckpointError(f"{source} is a damaged torch zip checkpoint: {e}") from e
     with archive:
+        check_zip_directory(archive, source)
         pickles = [n for n in archive.namelist() if n.endswith("/data.pkl") and n.count("/") == 1]
         if len(pickles) != 1:
             raise CheckpointError(f"{source} is a zip file but not a torch checkpoint (no <name>/data.pkl)")
@@ -485,18 +664,30 @@ def _load_zip(path: Path, source: str) -> Any:
                 entry = f"{prefix}data/{key}"
                 if entry not in names:
                     raise CheckpointError(f"{source} lacks storage {entry!r}; the file is incomplete")
-                storages[key] = _Storage(_flat_from_bytes(archive.read(entry), storage_type.dtype, numel, source))
+                import torch
+
+                expected = numel * torch.empty((), dtype=storage_type.dtype).element_size()
+                declared = archive.getinfo(entry).file_size
+                if declared != expected:  # checked before reading: the id cannot make us read (or allocate) more
+                    raise CheckpointError(f"storage {entry!r} in {source} holds {declared} bytes, its id declares "
+                                          f"{expected}; the file is damaged or hostile")
+                with archive.open(entry) as f:
+                    raw = f.read(expected)
+                storages[key] = _Storage(_flat_from_bytes(raw, storage_type.dtype, numel, source))
             return storages[key]
 
+        # The object pickle is small (checked against the directory): read it whole, unpickle from memory.
         with archive.open(pickles[0]) as f:
-            return _unpickle(io.BufferedReader(f), source, load_storage)
+            data = f.read()
+        return _unpickle(io.BytesIO(data), source, load_storage)
 
 
 def _load_legacy(path: Path, source: str) -> Any:
     import torch
 
     file_size = path.stat().st_size
-    with open(path, "rb") as f:
+    with open(path, "rb") as raw_file:
+        f = _CappedReader(raw_file, file_size)
         magic = _unpickle(f, source, None)
         if magic != _LEGACY_MAGIC_NUMBER:
             raise CheckpointError(f"{source} is not a torch checkpoint (neither zip nor legacy format)")
@@ -538,7 +729,7 @@ def _load_legacy(path: Path, source: str) -> Any:
             root = roots[key]
             header = f.read(8)
             if len(header) != 8:
-                raise CheckpointError(f"{source} is truncated (storage {key!r} missing)")
+                raise CheckpointError(f"{source} {DAMAGED} (storage {key!r} missing)")
             (numel,) = struct.unpack("<q", header)
             if numel != root.numel():
                 raise CheckpointError(f"{source}: storage {key!r} has {numel} elements, expected {root.numel()}")
@@ -560,8 +751,13 @@ def restricted_load(path: str | Path, source: str | None = None) -> Any:
     try:
         if zipfile.is_zipfile(path):
             return _load_zip(path, source)
+        if looks_truncated_zip(path):
+            raise CheckpointError(f"{source} {DAMAGED} (a zip archive without its directory: cut short?); "
+                                  "download it again")
         with open(path, "rb") as f:
             head = f.read(2)
+        if not head:
+            raise CheckpointError(f"{source} {DAMAGED} (the file is empty)")
         if head[:1] != b"\x80":
             raise CheckpointError(f"{source} is not a torch checkpoint (not a zip archive nor a pickle); "
                                   "tar checkpoints from torch < 0.4 are not supported")
@@ -571,6 +767,6 @@ def restricted_load(path: str | Path, source: str | None = None) -> Any:
     except OSError as e:
         raise CheckpointError(f"cannot read checkpoint {source}: {e}") from e
     except (zipfile.BadZipFile, EOFError, NotImplementedError, RuntimeError, OverflowError, ValueError,
-            struct.error) as e:  # damaged archive members, bad sizes, truncated legacy streams
-        raise CheckpointError(f"{source} is not a readable torch checkpoint ({type(e).__name__}: {e}); "
+            struct.error, MemoryError) as e:  # damaged archive members, bad sizes, truncated legacy streams
+        raise CheckpointError(f"{source} {DAMAGED} ({type(e).__name__}: {str(e)[:100]}); "
                               "check that the file is complete") from e
