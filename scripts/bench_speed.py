@@ -117,7 +117,7 @@ def topdown_pipeline(det_weights: str, pose_weights: str, pose_precision: str = 
 
 def default_pipeline(**changes) -> dict:
     """``pipelines/default.toml`` as data; changes: ``before=True`` (fp32, one pinned thread per model
-    stage, as before this issue), ``precision``, ``pose_replicas``, ``det_img_size``."""
+    stage, one pose process, as before this issue), ``precision``, ``backend``, ``pose_replicas``, ``det_img_size``."""
     import tomllib
 
     from streampose.paths import PROJECT_ROOT
@@ -133,7 +133,9 @@ def default_pipeline(**changes) -> dict:
             step["precision"] = changes["precision"]
         if "backend" in changes:
             step["backend"] = changes["backend"]
-    if changes.get("pose_replicas", 1) > 1:
+    if changes.get("before"):
+        stages["pose"].pop("replicas", None)
+    if "pose_replicas" in changes:
         stages["pose"]["replicas"] = changes["pose_replicas"]
     if changes.get("det_img_size"):
         stages["detect"]["steps"][0]["img_size"] = changes["det_img_size"]
@@ -300,10 +302,10 @@ def part_b(args, folder: Path) -> dict:
     for title, pipeline, frames, n_frames in (
             ("top-down (YOLOv5n → HRNet-w32, default precision)", topdown_pipeline(det, pose), street, len(street)),
             ("default (bundled YOLOX → MoveNet)", default_pipeline(), street, len(street))):
-        variants = {"processes": lambda p=pipeline: run(p, source),
+        variants = {"processes (default)": lambda p=pipeline: run(p, source),
                     "--inline": lambda p=pipeline: run(p, source, inline=True)}
         if "MoveNet" in title:
-            variants["processes, 2 pose replicas"] = lambda: run(default_pipeline(pose_replicas=2), source)
+            variants["processes, 1 pose process (no replicas)"] = lambda: run(default_pipeline(pose_replicas=1), source)
         res = rounds(variants, args.rounds)
         res["pose stage alone (all cores)"] = pose_alone(pipeline, frames, args.rounds)
         print(f"\n(b) {title}, street-demo.mp4 (5 frames looped) {n_frames} frames")
