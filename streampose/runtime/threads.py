@@ -20,8 +20,9 @@ The rule (:func:`allocate_threads`):
   what "never oversubscribe" means here: the only extra threads are the
   light stages' mostly sleeping ones (2 cores, detect 10 % / pose 90 %:
   pose 2 threads, detect 1);
-- before anything is measured every math stage gets an equal share (the
-  first look comes after :data:`REBALANCE_S`), and the plan is re-made at every look,
+- before every model stage has finished a batch (the warm-up) the model
+  stages share the cores equally; from then on the plan is re-made every
+  :data:`REBALANCE_S`,
   so it follows the load when it changes (more people per frame, a second source);
 - ``OMP_NUM_THREADS`` in the environment, or a step's explicit ``threads``
   option, wins: such a stage is pinned and never re-balanced.
@@ -179,6 +180,8 @@ class ThreadBalancer:
             return None
         self._next_look = now + REBALANCE_S
         busy = [sum(self.busy[s] for s in slots) for slots in self.stage_slots]
+        if any(m and p is None and b <= 0.0 for m, p, b in zip(self.math, self.pinned, busy)):
+            return None  # warm-up: a model stage has not finished a batch yet, its cost is unknown
         window = [b - last for b, last in zip(busy, self._last_busy)]
         self._last_busy = busy
         if sum(window) <= 0.0:

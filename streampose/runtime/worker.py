@@ -299,6 +299,7 @@ def run_stage(cfg: StageConfig, control: Control, should_abort, send) -> None:
         while not runner.done:
             item, waited = get(cfg.inq, should_abort)
             runner.stats.wait_in_s += waited
+            threads.take_up()  # the plan may have changed while this stage waited or worked
             outputs = runner.handle(reorderer.feed([item] + drain(cfg.inq, DRAIN_LIMIT)))
             threads.follow(runner.stats)
             for out in outputs:
@@ -337,14 +338,24 @@ class _ThreadFollower:
         self.shared = shared
         self.busy_s = 0.0
 
+    @staticmethod
+    def _current() -> int:
+        torch = sys.modules.get("torch")
+        return torch.get_num_threads() if torch is not None else 1
+
     def follow(self, stats: StageStats) -> None:
+        """After a batch: report its busy time (x the threads it ran with)."""
         if self.shared is None:
             return
-        torch = sys.modules.get("torch")
-        current = torch.get_num_threads() if torch is not None else 1
         busy_s = sum(stats.busy_s.values())
-        self.shared.report(busy_s - self.busy_s, current)
+        self.shared.report(busy_s - self.busy_s, self._current())
         self.busy_s = busy_s
+        self.take_up()
+
+    def take_up(self) -> None:
+        """Use the thread count the parent gives now (cheap: one shared-memory read)."""
+        if self.shared is None:
+            return
         wanted = self.shared.wanted()
-        if wanted and wanted != current:
+        if wanted and wanted != self._current():
             set_process_threads(wanted)
