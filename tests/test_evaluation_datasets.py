@@ -15,6 +15,9 @@ import numpy as np
 import pytest
 
 from streampose.evaluation.cli import main
+from streampose.keypoint_sets import CROWDPOSE_14
+
+CROWDPOSE_NAMES = CROWDPOSE_14.keypoint_names
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CROWDPOSE = Path(__file__).resolve().parent / "data" / "crowdpose"
@@ -101,8 +104,8 @@ def test_ochuman_format_scores_like_coco_and_without_area(shared_dir, tmp_path, 
     (["--annotations", "{crowd_ann}", "--results", "{crowd_preds}", "--dataset", "crowdpose", "--pose-model", "x"],
      "--pose-model: not used with --results"),
     (["--annotations", "{crowd_ann}", "--results", "{crowd_preds}", "--dataset", "nope"], "invalid choice: 'nope'"),
-    (["--images", "{tmp}", "--annotations", "{crowd_ann}", "--pose-model", "x.pth", "--dataset", "crowdpose"],
-     "score them with --results FILE --dataset crowdpose"),
+    (["--images", "{tmp}", "--annotations", "{crowd_ann}", "--pose-model", "x.pth", "--dataset", "crowdpose",
+      "--max-images", "1"], "--max-images: the crowdpose evaluation scores whole annotation files"),
 ])
 def test_bad_input_is_one_line_exit_2(argv, message, shared_dir, tmp_path, capsys):
     fill = {"coco_ann": shared_dir / "coco" / "test_coco.json", "crowd_ann": CROWDPOSE / "example_crowdpose_val.json",
@@ -134,3 +137,45 @@ def test_script_prints_json(tmp_path):
                            "--dataset", "crowdpose", "--json"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["AP_hard"] == pytest.approx(0.4116, abs=1e-4)
+
+
+def crowdpose_annotations_from_coco(coco: dict) -> dict:
+    """The COCO test annotations as a CrowdPose file: 14 keypoints (neck = mid-shoulders), no area, crowdIndex."""
+    head_from, body = 0, [5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16]  # nose stands in for the head top
+    out = {"images": [], "annotations": [], "categories": [{
+        "id": 1, "name": "person", "supercategory": "person", "keypoints": list(CROWDPOSE_NAMES), "skeleton": []}]}
+    for i, image in enumerate(sorted(coco["images"], key=lambda im: im["id"])):
+        out["images"].append({**image, "crowdIndex": (0.1, 0.5, 0.9, 0.3)[i % 4]})
+    for ann in coco["annotations"]:
+        kp = np.array(ann["keypoints"], np.float64).reshape(17, 3)
+        neck = (kp[5] + kp[6]) / 2 if kp[5, 2] > 0 and kp[6, 2] > 0 else np.zeros(3)
+        neck[2] = 2 if neck.any() else 0
+        cp = np.concatenate([kp[body], kp[[head_from]], neck[None]])
+        out["annotations"].append({k: ann[k] for k in ("id", "image_id", "category_id", "bbox", "iscrowd")} | {
+            "keypoints": cp.ravel().tolist(), "num_keypoints": int((cp[:, 2] > 0).sum())})
+    return out
+
+
+@pytest.mark.slow
+def test_crowdpose_model_evaluated_end_to_end(shared_dir, tmp_path, capsys):
+    # A CrowdPose HigherHRNet (recipe weights, official fp16 release layout) run on the images and scored
+    # with the crowd split, in one command.
+    from hrnet_recipe import recipe_crowdpose_checkpoint
+
+    coco = json.loads((shared_dir / "coco" / "test_coco.json").read_text())
+    keep = {785}  # one image: a 640 forward pass and the grouping of random-weight maps are slow on a CPU
+    coco["images"] = [i for i in coco["images"] if i["id"] in keep]
+    coco["annotations"] = [a for a in coco["annotations"] if a["image_id"] in keep]
+    annotations = tmp_path / "crowdpose_test.json"
+    annotations.write_text(json.dumps(crowdpose_annotations_from_coco(coco)))
+    results = tmp_path / "results.json"
+    stats = run_json(["--images", str(shared_dir / "coco"), "--annotations", str(annotations),
+                      "--pose-model", str(recipe_crowdpose_checkpoint(32)), "--dataset", "crowdpose", "--no-flip",
+                      "--device", "cpu", "--results-out", str(results), "--no-progress"], capsys)
+    assert list(stats) == list(CROWDPOSE_KNOWN_ANSWER)
+    assert all(v is None or -1.0 <= v <= 1.0 for v in stats.values())
+    records = json.loads(results.read_text())
+    assert records and all(len(r["keypoints"]) == 3 * 14 for r in records)
+    # Scoring the written file again gives the same numbers.
+    assert run_json(["--annotations", str(annotations), "--results", str(results), "--dataset", "crowdpose"],
+                    capsys) == stats

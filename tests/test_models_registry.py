@@ -11,6 +11,7 @@ import torch
 from hrnet_recipe import recipe_checkpoint
 from streampose.config import apply_overrides, load_pipeline
 from streampose.errors import ConfigError, UserError
+from streampose.keypoint_sets import keypoint_set
 from streampose.models import registry
 from streampose.models.protocols import CropKeypoints, Detector, TopDownPoseModel
 from streampose.records import Detections
@@ -41,9 +42,10 @@ def _tiny_forward(model, entry):
         assert model.num_keypoints == 17 and entry.keypoints == "coco17"
         assert np.isfinite(out.coords).all()
     else:
+        k = keypoint_set(entry.keypoints).num_keypoints  # 17 (COCO) or 14 (CrowdPose)
         heatmaps = model(torch.randn(1, 3, 64, 64))
-        assert heatmaps[0].shape[:2] == (1, 34)  # 17 heatmaps + 17 tag maps at 1/4
-        assert heatmaps[1].shape[:2] == (1, 17)  # 17 heatmaps at 1/2
+        assert heatmaps[0].shape[:2] == (1, 2 * k)  # k heatmaps + k tag maps at 1/4
+        assert heatmaps[1].shape[:2] == (1, k)  # k heatmaps at 1/2
 
 
 @pytest.mark.parametrize("name", ALL)

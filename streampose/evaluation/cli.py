@@ -1,9 +1,9 @@
 """``scripts/evaluate_coco.py``: COCO keypoint AP of a pose model on a COCO-format image set, or of a results file.
 
 Two modes: run a model (``--images``, ``--pose-model`` / ``--pipeline``) and
-score it on COCO; or score an existing COCO-format results file
-(``--results``) against COCO, CrowdPose or OCHuman annotations
-(``--dataset``, :mod:`.datasets`). ``--json`` prints the stats as one JSON
+score it, or score an existing COCO-format results file (``--results``);
+either against COCO, CrowdPose or OCHuman annotations (``--dataset``,
+:mod:`.datasets`). ``--json`` prints the stats as one JSON
 object instead of the table.
 
 Exit codes: 0 done, 2 bad input (one line ``error: ...``), 130 interrupted.
@@ -73,8 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--results", metavar="JSON",
                       help="score this COCO-format keypoint results file instead of running a model")
     data.add_argument("--dataset", choices=("coco", "crowdpose", "ochuman"), default="coco",
-                      help="the annotations' benchmark: its keypoints, sigmas and stats (default coco; "
-                           "crowdpose and ochuman with --results)")
+                      help="the annotations' benchmark: its keypoints, sigmas and stats (default coco)")
     data.add_argument("--max-images", type=positive_int, metavar="N",
                       help="only the first N images by id (evaluated on those alone)")
     model = parser.add_argument_group("model")
@@ -133,9 +132,7 @@ def _evaluate(args: argparse.Namespace):
                         "(see --help)")
     if args.images is None:
         raise UserError("--images DIR: the annotated images are needed to run a model")
-    if args.dataset != "coco":
-        raise UserError(f"--dataset {args.dataset}: running a model is scored on COCO; write its results with "
-                        f"--results-out and score them with --results FILE --dataset {args.dataset}")
+
     boxes_from = args.boxes
     want_detector = boxes_from == "detector"
     if not want_detector and (args.det_model or args.img_size or args.det_conf is not None):
@@ -143,7 +140,7 @@ def _evaluate(args: argparse.Namespace):
     if want_detector and args.pipeline is None and args.det_model is None:
         raise UserError("--boxes detector needs --det-model PATH (or a --pipeline with a detector step)")
     # Check the data before any model is loaded: bad paths fail in a second.
-    coco, _ = check_dataset(args.images, args.annotations, args.max_images)
+    coco, _ = check_dataset(args.images, args.annotations, args.max_images, args.dataset)
     if boxes_from not in ("gt", "detector"):
         boxes_from = Path(boxes_from)
         detection_file_boxes(boxes_from, coco)
@@ -171,7 +168,7 @@ def _evaluate(args: argparse.Namespace):
         return run_coco_evaluation(
             args.images, args.annotations, estimator=estimator, estimator_kind=kind,
             boxes_from=detector if want_detector else boxes_from, results_out=args.results_out,
-            max_images=args.max_images, progress=not args.no_progress)
+            max_images=args.max_images, progress=not args.no_progress, dataset=args.dataset)
     finally:
         if pipeline is not None:
             pipeline.close()

@@ -70,6 +70,13 @@ DATASETS: dict[str, KeypointDataset] = {d.name: d for d in (
 )}
 
 
+def dataset_spec(dataset: str) -> KeypointDataset:
+    """The named benchmark; UserError listing the names otherwise."""
+    if dataset not in DATASETS:
+        raise UserError(f"--dataset {dataset!r}: choose one of {', '.join(DATASETS)}")
+    return DATASETS[dataset]
+
+
 def _faster_coco_eval():
     try:
         import faster_coco_eval
@@ -79,8 +86,9 @@ def _faster_coco_eval():
     return faster_coco_eval
 
 
-def evaluate_results(annotations_json: str | Path, results_json: str | Path, dataset: str = "coco") -> dict[str, float]:
-    """Stats of a COCO-format keypoint results file against a dataset's annotations, by name.
+def evaluate_results(annotations_json: str | Path, results_json: str | Path | list[dict[str, Any]],
+                     dataset: str = "coco") -> dict[str, float]:
+    """Stats of COCO-format keypoint results (a file, or its records) against a dataset's annotations, by name.
 
     dataset: ``coco``, ``crowdpose`` or ``ochuman`` (see the module docstring).
     Returns ``{stat: value}`` in ``DATASETS[dataset].stat_names`` order (-1
@@ -88,9 +96,7 @@ def evaluate_results(annotations_json: str | Path, results_json: str | Path, dat
     missing or malformed files, results that do not fit the annotations, or
     keypoints of another keypoint set than the dataset's.
     """
-    if dataset not in DATASETS:
-        raise UserError(f"--dataset {dataset!r}: choose one of {', '.join(DATASETS)}")
-    spec = DATASETS[dataset]
+    spec = dataset_spec(dataset)
     coco_gt = load_ground_truth(annotations_json, spec.required_annotation_keys)
     for category in coco_gt.cats.values():
         if "keypoints" in category and len(category["keypoints"]) != spec.keypoint_set.num_keypoints:
@@ -104,8 +110,12 @@ def evaluate_results(annotations_json: str | Path, results_json: str | Path, dat
                             f"is it a {dataset} annotation file?")
     if dataset == "coco":
         return evaluate_keypoints(coco_gt, results_json)
-    records = load_results(results_json)
-    check_results(records, coco_gt, f"results file {str(results_json)!r}")
+    if isinstance(results_json, (str, Path)):
+        records = load_results(results_json)
+        check_results(records, coco_gt, f"results file {str(results_json)!r}")
+    else:
+        records = list(results_json)
+        check_results(records, coco_gt)
     return _faster_evaluation(spec, Path(annotations_json), records, coco_gt)
 
 

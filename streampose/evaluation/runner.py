@@ -88,13 +88,20 @@ class _CocoImage:
     size_wh: tuple[int, int] | None  # from the annotations, when they give it
 
 
-def check_dataset(images_dir: str | Path, annotations_json: str | Path, max_images: int | None = None):
+def check_dataset(images_dir: str | Path, annotations_json: str | Path, max_images: int | None = None,
+                  dataset: str = "coco"):
     """Load the annotations and check the images are there (cheap: run it before loading models).
 
-    Returns (pycocotools COCO, the images to run). Raises UserError naming
-    the problem.
+    dataset: the benchmark the annotations belong to (``coco``, ``crowdpose``,
+    ``ochuman``: :mod:`.datasets`). Returns (pycocotools COCO, the images to
+    run). Raises UserError naming the problem.
     """
-    coco = load_ground_truth(annotations_json)
+    from .datasets import dataset_spec
+
+    spec = dataset_spec(dataset)
+    if dataset != "coco" and max_images is not None:
+        raise UserError(f"--max-images: the {dataset} evaluation scores whole annotation files; leave it out")
+    coco = load_ground_truth(annotations_json, spec.required_annotation_keys)
     return coco, _image_list(images_dir, coco, max_images)
 
 
@@ -194,6 +201,7 @@ def run_coco_evaluation(
     min_box_score: float = 0.0,
     person_class_id: int = 0,
     progress: bool = True,
+    dataset: str = "coco",
 ) -> CocoEvaluation:
     """Estimate the poses of every annotated image and return the COCO keypoint stats.
 
@@ -215,13 +223,14 @@ def run_coco_evaluation(
 
     results_out: also write the results JSON there (record by record);
     max_images: only the first N images (by id), evaluated on those alone;
-    progress: a progress bar on stderr.
+    progress: a progress bar on stderr; dataset: the annotations' benchmark
+    (``coco``; ``crowdpose`` / ``ochuman`` are scored as :mod:`.datasets` does).
 
     Raises UserError for bad or mismatched inputs (folder, files, ids).
     """
     if estimator_kind not in ("topdown", "bottomup"):
         raise ValueError(f"estimator_kind must be 'topdown' or 'bottomup', got {estimator_kind!r}")
-    coco, images = check_dataset(images_dir, annotations_json, max_images)
+    coco, images = check_dataset(images_dir, annotations_json, max_images, dataset)
 
     detector: Any = None
     boxes: BoxesByImage | None = None
@@ -269,6 +278,11 @@ def run_coco_evaluation(
     seconds = time.perf_counter() - started
     logger.debug("%d images, %d boxes, %d people in %.1f s", len(images), num_boxes, len(results), seconds)
     image_ids = [item.image_id for item in images] if max_images is not None else None
-    stats = evaluate_keypoints(coco, results, image_ids=image_ids)
+    if dataset == "coco":
+        stats = evaluate_keypoints(coco, results, image_ids=image_ids)
+    else:
+        from .datasets import evaluate_results
+
+        stats = evaluate_results(annotations_json, results, dataset)
     return CocoEvaluation(stats=stats, num_images=len(images), num_boxes=num_boxes, results=results,
                           results_path=writer.path if writer is not None else None, seconds=seconds)
