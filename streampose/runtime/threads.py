@@ -20,9 +20,9 @@ The rule (:func:`allocate_threads`):
   what "never oversubscribe" means here: the only extra threads are the
   light stages' mostly sleeping ones (2 cores, detect 10 % / pose 90 %:
   pose 2 threads, detect 1);
-- before every model stage has finished a batch (the warm-up) the model
-  stages share the cores equally; from then on the plan is re-made every
-  :data:`REBALANCE_S`,
+- before every model stage has finished a batch (the warm-up) the costs are
+  a prior by step role (:data:`PRIOR_COST`: a pose step 4, a detector 1);
+  from then on the plan is re-made every :data:`REBALANCE_S` from the measured costs,
   so it follows the load when it changes (more people per frame, a second source);
 - ``OMP_NUM_THREADS`` in the environment, or a step's explicit ``threads``
   option, wins: such a stage is pinned and never re-balanced.
@@ -100,6 +100,18 @@ def allocate_threads(costs: list[float], cores: int, math_stages: list[bool],
     return [min(t, cores) if pinned[i] is None else t for i, t in enumerate(threads)]
 
 
+#: relative cost per frame, by step role, before anything is measured.
+PRIOR_COST = {"pose": 4.0, "detector": 1.0}
+
+
+def prior_costs(stage_specs: list[list[dict[str, Any]]]) -> list[float]:
+    """Each stage's cost before measuring: the sum of its steps' :data:`PRIOR_COST` by role."""
+    from ..config import step_class
+
+    return [sum(PRIOR_COST.get(getattr(step_class(spec), "role", ""), 0.0) for spec in specs)
+            for specs in stage_specs]
+
+
 def step_pins_threads(spec: dict[str, Any]) -> int | None:
     """A step spec's explicit ``threads`` (None when unset or 0, the runtime's choice)."""
     value = spec.get("threads", 0)
@@ -160,7 +172,9 @@ class ThreadBalancer:
         self.costs = [0.0] * len(stage_specs)
         self._last_busy = [0.0] * len(stage_specs)
         self._next_look: float | None = None  # set at the first call (the run's start)
-        self.plan = allocate_threads(self.costs, self.cores, self.math, self.pinned)
+        # Until every model stage has run a batch: a prior by role (pose models cost more per frame
+        # than detectors: ~90 % of a top-down pipeline's work), so the first batches get threads too.
+        self.plan = allocate_threads(prior_costs(stage_specs), self.cores, self.math, self.pinned)
         self._write(self.plan)
 
     @property

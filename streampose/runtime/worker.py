@@ -176,9 +176,6 @@ def share_cpu_threads(threads: int) -> None:
     own ``threads`` option still overrides this in its ``start()``. The
     parent re-balances the count while the stage runs (streampose.runtime.threads).
     """
-    # Stage processes share the cores: an OpenMP thread that spins while it waits takes a core another
-    # stage needs (measured on 2 cores, default pipeline: 12.5 -> 15.8 FPS with passive waits).
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     if threads < 1 or "OMP_NUM_THREADS" in os.environ:
         return
     set_process_threads(threads)
