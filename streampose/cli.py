@@ -100,6 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
                            "(default: %(default)s)")
     pipe.add_argument("--list-pipelines", action="store_true", help="list the pipelines in pipelines/ and exit")
     pipe.add_argument("--device", metavar="DEV", help="auto, cpu, cuda or cuda:N for every model step")
+    pipe.add_argument("--backend", choices=("torch", "onnxruntime", "openvino", "tensorrt"),
+                      help="inference backend of every model step (default: each step's own, see BENCHMARKS.md)")
     pipe.add_argument("--det-model", metavar="NAME|PATH",
                       help="the detector: a model name (see `streampose models`) or a weights file")
     pipe.add_argument("--pose-model", metavar="NAME|PATH",
@@ -220,6 +222,7 @@ def resolve_pipeline_name(name: str) -> str:
 #: ``streampose NAME ...`` → the module whose ``main(argv)`` runs that command.
 SUBCOMMANDS: dict[str, str] = {
     "models": "streampose.models_command",
+    "export": "streampose.export.cli",
     "batch": "streampose.distributed.cli",  # a corpus on a Ray cluster (the ray extra)
 }
 
@@ -249,7 +252,7 @@ def run_command(argv: Sequence[str]) -> int:
         pipeline = apply_overrides(pipeline, device=args.device, det_model=args.det_model,
                                    pose_model=args.pose_model, img_size=args.img_size, conf=args.conf,
                                    iou=args.iou, classes=args.classes, smooth=args.smooth, batch=args.batch,
-                                   half=args.half or None)
+                                   half=args.half or None, backend=args.backend)
         options = source_options(args)
         if args.ray:
             from .distributed.cli import run_fleet_command

@@ -119,7 +119,8 @@ class RecordStep(Step):
         for f in frames:
             p = f.packet
             row = {"event": "frame", "source": p.source_id, "index": p.index, "tag": frame_tag(f.image),
-                   "shape": list(f.image.shape), "slot": p.slot, "batch": len(frames), "t": time.monotonic()}
+                   "shape": list(f.image.shape), "slot": p.slot, "batch": len(frames), "t": time.monotonic(),
+                   **{k: v for k, v in p.extras.items() if k.startswith("test_")}}
             if self.options.checksum:
                 row["crc"] = zlib.crc32(np.ascontiguousarray(f.image).data)
             self._write(row)
@@ -243,6 +244,36 @@ class FakePoseStep(Step):
         self.options = options
 
     def process(self, frames: list[Frame]) -> list[Frame]:
+        return frames
+
+
+@register_step("test_work")
+class WorkStep(Step):
+    """Stands for a model step: a ``threads`` option, ``seconds`` of work per frame
+    (slower by ``jitter`` x a pseudo-random fraction, so replicas finish out of
+    order), and stamps ``packet.extras`` with its process id and the math
+    threads the runtime gave it (``OMP_NUM_THREADS``)."""
+
+    @dataclass
+    class Options:
+        seconds: float = 0.0
+        jitter: float = 0.0
+        threads: int = 0
+        device: str = "cpu"
+        label: str = "work"
+
+    def __init__(self, options: "WorkStep.Options") -> None:
+        self.options = options
+
+    def process(self, frames: list[Frame]) -> list[Frame]:
+        o = self.options
+        for f in frames:
+            spin_until = time.perf_counter() + o.seconds * (1.0 + o.jitter * ((f.packet.index * 7919) % 13) / 13)
+            while time.perf_counter() < spin_until:  # busy, like a forward pass (counts as stage cost)
+                pass
+            f.packet.extras[f"test_{o.label}_pid"] = os.getpid()
+            f.packet.extras[f"test_{o.label}_threads"] = os.environ.get("OMP_NUM_THREADS")
+            f.packet.extras[f"test_{o.label}_device"] = o.device
         return frames
 
 

@@ -10,7 +10,11 @@ late (or is reported failed); the run goes on with the others.
 
 With an observer (:mod:`streampose.runtime.telemetry`) the parent forwards
 the captures' source states and the stages' telemetry to it, and a preview
-channel carries watched sources' annotated frames from the last stage.
+channel carries watched sources' annotated frames from the last stage. A stage
+with replicas runs as several processes, one input queue each; frames are
+dealt to them and re-ordered after (:mod:`streampose.runtime.replicas`).
+Math threads are given to the stages by their measured cost and re-balanced
+while the run goes (:mod:`streampose.runtime.threads`).
 
 The parent only coordinates: it creates rings and queues, starts the
 children (spawn), unlinks the rings once every child has attached, then
@@ -25,7 +29,6 @@ from __future__ import annotations
 import logging
 import multiprocessing as mp
 import multiprocessing.connection
-import os
 import queue
 import signal
 import threading
@@ -38,10 +41,12 @@ from ..errors import UserError
 from ..records import StreamStart
 from .outcome import RunResult, StageFailed
 from .progress import ProgressBar
+from .replicas import Dealer
 from .ring import FrameRing
 from ..io.urls import redact_text
 from .signals import StopSignals
 from .stats import RunStats, StageStats
+from .threads import ThreadBalancer
 from .telemetry import PreviewChannel, RunObserver, SourceInfo
 from .worker import CaptureConfig, Control, StageConfig, child_main
 
@@ -56,8 +61,8 @@ LATE_SOURCE_MAX_SIZE = (1920, 1080)
 
 
 def default_ring_slots(pipeline: PipelineConfig) -> int:
-    """Slots per source: enough for every stage to hold a batch while the next one is queued."""
-    return pipeline.ring_slots or 4 + 2 * sum(s.batch_size for s in pipeline.stages)
+    """Slots per source: enough for every stage process to hold a batch while the next one is queued."""
+    return pipeline.ring_slots or 4 + 2 * sum(s.batch_size * s.replicas for s in pipeline.stages)
 
 
 class _Child:
@@ -104,20 +109,31 @@ def run_processes(pipeline: PipelineConfig, stage_specs: list[list[dict]], start
             rings.append(FrameRing.create(n_slots, slot_shape, free=ctx.Queue()))
         ring_specs = {i: ring.spec for i, ring in enumerate(rings)}
         maxsize = n_slots * n_sources + 2 * n_sources + 8  # never reached: slots bound the packets
-        queues = [ctx.Queue(maxsize) for _ in pipeline.stages]
-        # Stages run side by side: each gets an equal share of the cores for its math threads.
-        cpu_threads = max(1, (os.cpu_count() or 1) // len(pipeline.stages))
+        # One input queue per process of each stage (replicas each have their own).
+        dealers = [Dealer([ctx.Queue(maxsize) for _ in range(stage.replicas)]) for stage in pipeline.stages]
+        slots, next_slot = [], 0
+        for stage in pipeline.stages:
+            slots.append(list(range(next_slot, next_slot + stage.replicas)))
+            next_slot += stage.replicas
+        balancer = ThreadBalancer(ctx, stage_specs, slots)
         for i, stage in enumerate(pipeline.stages):
-            is_last = i + 1 == len(queues)
-            cfg = StageConfig(stage.name, i, stage_specs[i], stage.batch_size, n_sources, ring_specs,
-                              queues[i], None if is_last else queues[i + 1],
-                              pipeline.step_modules, cpu_threads=cpu_threads, telemetry=observer is not None,
-                              preview=preview if is_last else None)
-            children.append(_Child(stage.name, ctx.Process(target=child_main, args=("stage", cfg, control),
-                                                            name=f"streampose {stage.name}", daemon=False)))
+            for r in range(stage.replicas):
+                name = stage.name if stage.replicas == 1 else f"{stage.name}[{r}]"
+                specs = stage_specs[i]
+                if stage.devices:
+                    specs = stage.replica_steps(r) + specs[len(stage.steps):]
+                is_last = i + 1 == len(dealers)
+                cfg = StageConfig(name, i, specs, stage.batch_size, n_sources, ring_specs,
+                                  dealers[i].queues[r], None if is_last else dealers[i + 1],
+                                  pipeline.step_modules, threads=balancer.for_slot(slots[i][r]),
+                                  upstream=pipeline.stages[i - 1].replicas if i else 1,
+                                  replica=r, replicas=stage.replicas, telemetry=observer is not None,
+                                  preview=preview if is_last else None)
+                children.append(_Child(name, ctx.Process(target=child_main, args=("stage", cfg, control),
+                                                         name=f"streampose {name}", daemon=False)))
         for i, (start, spec) in enumerate(zip(starts, source_specs)):
             name = f"capture[{i}]"
-            cfg = CaptureConfig(name, i, spec, opener, source_options, start, ring_specs[i], queues[0],
+            cfg = CaptureConfig(name, i, spec, opener, source_options, start, ring_specs[i], dealers[0],
                                 max_frames, pipeline.step_modules, start_error=start_errors.get(i, ""),
                                 display_name=redact_text(spec))
             children.append(_Child(name, ctx.Process(target=child_main, args=("capture", cfg, control),
@@ -127,7 +143,7 @@ def run_processes(pipeline: PipelineConfig, stage_specs: list[list[dict]], start
             log.debug("started %s (pid %d)", child.name, child.process.pid)
         if watch is not None:
             watch.start()
-        failure = _supervise(children, control, rings, stats, result, progress, signals, watch)
+        failure = _supervise(children, control, rings, stats, result, progress, signals, balancer, watch)
     except BaseException as e:  # noqa: BLE001 - e.g. KeyboardInterrupt before handlers; abort below
         failure = e
     finally:
@@ -153,7 +169,7 @@ def run_processes(pipeline: PipelineConfig, stage_specs: list[list[dict]], start
 
 def _supervise(children: list[_Child], control: Control, rings: list[FrameRing], stats: RunStats,
                result: RunResult, progress: ProgressBar | None, signals: StopSignals,
-               watch: "_ObserverFeed | None" = None) -> BaseException | None:
+               balancer: ThreadBalancer, watch: "_ObserverFeed | None" = None) -> BaseException | None:
     """Watch the run until every child exited; returns the failure to raise, if any."""
     unlinked = False
     stop_deadline: float | None = None
@@ -165,6 +181,7 @@ def _supervise(children: list[_Child], control: Control, rings: list[FrameRing],
         failure = _read_messages(children, control, stats, result, progress, watch)
         if failure is not None:
             return failure
+        balancer.rebalance()
         if not unlinked and all(c.ready for c in children):
             for ring in rings:
                 ring.unlink()  # every process has it mapped: from now on nothing can leak

@@ -35,11 +35,13 @@ from ..errors import SourceError, UserError
 from ..records import EndOfStream, FramePacket, StreamStart
 from ..io.urls import redact_text
 from .capture import SourceEnd, SourceReader
-from .edges import POLL_S, Aborted, drain, get, put
+from .edges import POLL_S, Aborted, drain, get
+from .replicas import Dealer, Reorderer
 from .ring import FrameRing, RingSpec
 from .stage import StageRunner
 from .scheduling import FairScheduler
 from .stats import StageStats
+from .threads import StageThreads, set_process_threads
 from .telemetry import PreviewChannel, PreviewEncoder, SourceState, TelemetryBuffer
 
 log = logging.getLogger(__name__)
@@ -74,7 +76,7 @@ class CaptureConfig:
     options: Any
     start: StreamStart | None  # None: the parent could not open it (a live source that may join later)
     ring: RingSpec
-    out: Any
+    out: Dealer
     max_frames: int | None = None
     step_modules: list[str] = field(default_factory=list)
     #: why the parent could not open it (one line), when ``start`` is None
@@ -92,10 +94,15 @@ class StageConfig:
     num_sources: int
     rings: dict[int, RingSpec]
     inq: Any
-    outq: Any  # None for the last stage
+    outq: Dealer | None  # None for the last stage
     step_modules: list[str] = field(default_factory=list)
-    #: CPU threads for this process's math libraries (torch, OpenMP), see ``share_cpu_threads``.
-    cpu_threads: int = 0
+    #: this process's math threads, given by the parent (see streampose.runtime.threads).
+    threads: StageThreads | None = None
+    #: processes of the previous stage writing to ``inq`` (more than one: re-order after them).
+    upstream: int = 1
+    #: which replica of its stage this process is, of how many.
+    replica: int = 0
+    replicas: int = 1
     #: send telemetry messages (counters, timings) while running
     telemetry: bool = False
     #: last stage: where watched sources' annotated frames go (None: nobody can watch)
@@ -132,7 +139,8 @@ def child_main(kind: str, config: CaptureConfig | StageConfig, control: Control)
         control.ctrl.put(message)
 
     if kind == "stage":
-        share_cpu_threads(config.cpu_threads)
+        if config.threads is not None:
+            share_cpu_threads(config.threads.wanted())
         if config.preview is not None:
             config.preview.frames.cancel_join_thread()  # preview frames are disposable: never wait at exit
     out_queues = [config.out] if kind == "capture" else [config.outq] if config.outq is not None else []
@@ -165,13 +173,12 @@ def share_cpu_threads(threads: int) -> None:
     Every stage process would otherwise start one math thread per core: with
     several model stages on a small CPU they spin against each other and each
     forward pass gets many times slower (measured: ~10x on 2 cores). A step's
-    own ``threads`` option still overrides this in its ``start()``.
+    own ``threads`` option still overrides this in its ``start()``. The
+    parent re-balances the count while the stage runs (streampose.runtime.threads).
     """
     if threads < 1 or "OMP_NUM_THREADS" in os.environ:
         return
-    os.environ["OMP_NUM_THREADS"] = str(threads)  # read by torch when it is first imported
-    if "torch" in sys.modules:
-        sys.modules["torch"].set_num_threads(threads)
+    set_process_threads(threads)
 
 
 def run_capture(cfg: CaptureConfig, control: Control, should_abort, send) -> None:
@@ -202,7 +209,7 @@ def run_capture(cfg: CaptureConfig, control: Control, should_abort, send) -> Non
     report.detail = cfg.start_error
 
     def forward(item: Any) -> None:
-        stats.wait_out_s += put(cfg.out, item, should_abort)
+        stats.wait_out_s += cfg.out.send(item, should_abort)
 
     if start is not None:
         forward(start)
@@ -274,7 +281,7 @@ def run_capture(cfg: CaptureConfig, control: Control, should_abort, send) -> Non
             np.copyto(ring.view(slot, image.shape), image)
             stats.busy_s["copy"] += time.perf_counter() - t0
             forward(FramePacket(cfg.source_id, start.source_name, item.index, item.pts_s,
-                                tuple(image.shape), item.capture_time, slot))
+                                tuple(image.shape), item.capture_time, slot, seq=sent))
             sent += 1
             stats.frames_out += 1
     finally:
@@ -408,6 +415,8 @@ def run_stage(cfg: StageConfig, control: Control, should_abort, send) -> None:
     runner = StageRunner(cfg.name, steps, cfg.batch_size, cfg.num_sources, pixels, release,
                          is_last=cfg.outq is None,
                          on_stop_request=lambda: send(("stop_requested", cfg.name)))
+    reorderer = Reorderer(cfg.upstream, release, cfg.replica, cfg.replicas)
+    threads = _ThreadFollower(cfg.threads)
     if cfg.telemetry:
         runner.telemetry = TelemetryBuffer()
     if cfg.preview is not None and cfg.outq is None:
@@ -422,12 +431,14 @@ def run_stage(cfg: StageConfig, control: Control, should_abort, send) -> None:
             if scheduler.empty():
                 item, waited = get(cfg.inq, should_abort)
                 runner.stats.wait_in_s += waited
-                scheduler.add([item])
-            scheduler.add(drain(cfg.inq, DRAIN_LIMIT))
+                scheduler.add(reorderer.feed([item]))
+            scheduler.add(reorderer.feed(drain(cfg.inq, DRAIN_LIMIT)))
+            threads.take_up()  # the plan may have changed while this stage waited or worked
             outputs = runner.handle(scheduler.next_round())
+            threads.follow(runner.stats)
             for out in outputs:
                 if cfg.outq is not None:
-                    runner.stats.wait_out_s += put(cfg.outq, out, should_abort)
+                    runner.stats.wait_out_s += cfg.outq.send(out, should_abort)
             now = time.monotonic()
             if cfg.outq is None and now - last_progress >= PROGRESS_EVERY_S:
                 last_progress = now
@@ -441,6 +452,7 @@ def run_stage(cfg: StageConfig, control: Control, should_abort, send) -> None:
         raise
     finally:
         close_errors = runner.close(failed=failed)
+        runner.stats.dropped += reorderer.dropped
         payload: dict[str, Any] = {"stage": runner.stats}
         if cfg.outq is None:  # the last stage knows what came out, and when
             payload.update(
@@ -455,6 +467,36 @@ def run_stage(cfg: StageConfig, control: Control, should_abort, send) -> None:
     if close_errors:
         step, error = close_errors[0]
         raise error
+
+
+class _ThreadFollower:
+    """Reports the stage's busy time to the parent and takes up the thread count it gives back."""
+
+    def __init__(self, shared: StageThreads | None) -> None:
+        self.shared = shared
+        self.busy_s = 0.0
+
+    @staticmethod
+    def _current() -> int:
+        torch = sys.modules.get("torch")
+        return torch.get_num_threads() if torch is not None else 1
+
+    def follow(self, stats: StageStats) -> None:
+        """After a batch: report its busy time (x the threads it ran with)."""
+        if self.shared is None:
+            return
+        busy_s = sum(stats.busy_s.values())
+        self.shared.report(busy_s - self.busy_s, self._current())
+        self.busy_s = busy_s
+        self.take_up()
+
+    def take_up(self) -> None:
+        """Use the thread count the parent gives now (cheap: one shared-memory read)."""
+        if self.shared is None:
+            return
+        wanted = self.shared.wanted()
+        if wanted and wanted != self._current():
+            set_process_threads(wanted)
 
 
 def _telemetry_payload(runner: StageRunner) -> dict[str, Any]:
