@@ -15,6 +15,8 @@ BUNDLED_WEIGHTS = [
     "yolox_nano_416.pth",
     "movenet_lightning.pth",
     "movenet_lightning_quant.pth",
+    "movenet_thunder.pth",
+    "LICENSE-MIT-human-models.txt",
 ]
 
 setup(

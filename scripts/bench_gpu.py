@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""GPU fast path benchmark: the batched device pipeline vs the original demo's sequential loop, side by side.
+"""GPU fast path benchmark: the batched device pipeline vs a sequential per-person loop, side by side.
 
 On one machine and one device in one run (``--device cuda`` is the target; ``--device cpu`` checks it works):
 
@@ -8,8 +8,10 @@ On one machine and one device in one run (``--device cuda`` is the target; ``--d
    HRNet-w32 256x192 with the GPU fast path (device crops, device decoding, fp16 autocast +
    channels-last + cuDNN autotuning on CUDA; fp32 on CPU) on a 1080p video with about 10 people per
    frame (``../shared/media/street-demo.mp4`` upscaled to 1920x1080 and looped);
-2. *sequential*: the original demo's loop in one process: detect one frame (fp32), then for each
-   person a cv2 crop, a forward of a batch of one (fp32), a numpy decode on the CPU;
+2. *sequential*: a naive per-person loop in one process (not the original demo's method, which
+   stacks a frame's people into one forward; that one is ``scripts/bench_speed.py`` (a)): detect
+   one frame (fp32), then for each person a cv2 crop, a forward of a batch of one (fp32), a numpy
+   decode on the CPU;
 3. *standalone*: the pose network alone (same precision, flip test and batch size as the pipeline's
    pose forwards) on device-resident random input: the throughput the pipeline should approach;
 4. optionally HigherHRNet-w32 at 512 (``higherhrnet_pose``) through the same runtime.
@@ -157,7 +159,7 @@ def sync(device) -> None:
 
 
 def sequential_loop(frames, det_weights: Path, pose_weights: Path, args, device) -> dict:
-    """The original demo: per frame detect (fp32), per person crop (cv2) → forward (batch 1) → numpy decode."""
+    """A per-person loop: per frame detect (fp32), per person crop (cv2) → forward (batch 1) → numpy decode."""
     from streampose.models.yolov5.detector import YoloV5Detector
     from streampose.topdown.estimator import TopDownEstimator
 

@@ -1,7 +1,8 @@
 """Top-down pose throughput: one batched call per frame vs a per-person loop, side by side.
 
-The per-person loop is what the original top-down demo does: for every box,
-crop, forward a batch of one, decode. The batched path is
+The per-person loop is a naive baseline (not the original top-down demo's
+method, which stacks every person of a frame into one forward: see
+``scripts/bench_speed.py`` part (a)): for every box, crop, forward a batch of one, decode. The batched path is
 ``TopDownEstimator.predict`` with all boxes of the frame (one crop batch, one
 forward). Both use the same network and weights; repetitions alternate
 between the two so machine noise hits both alike. Prints crops per second

@@ -17,7 +17,7 @@ from typing import Sequence
 
 from .config import PIPELINES_DIR, apply_overrides, available_pipelines, load_pipeline
 from .errors import ConfigError, UserError
-from .cli_args import OneLineErrorParser, fraction, name_list, positive_int
+from .cli_args import OneLineErrorParser, attempts_count, fraction, name_list, positive_int
 from .io.urls import redact_text
 from .runtime import EXIT_SIGINT, EXIT_STAGE_FAILED, EXIT_USER_ERROR, StageFailed, run_pipeline
 
@@ -48,7 +48,14 @@ examples:
   # models by name (see `streampose models`), COCO keypoint results, one annotated image
   streampose --source photo.jpg --det-model yolox_nano_416 --conf 0.4 --output out.png --output results.json
 
-exit codes: 0 done, 1 a stage failed, 2 bad input, 130 interrupted (SIGINT), 143 terminated (SIGTERM)
+  # a service: three cameras, a status page with live views and metrics on :8080,
+  # results to MQTT and to hourly JSON-lines segments, cameras retried for ever
+  run_stream.py --source rtsp://cam1/live --source rtsp://cam2/live --source rtsp://cam3/live \
+      --serve 8080 --output mqtt://127.0.0.1/streampose/poses --output poses.jsonl --rotate 1h \
+      --reconnect-attempts inf --reconnect-max-delay 30
+
+exit codes: 0 done (also when some live sources failed: the summary says how many), 1 a stage failed,
+2 bad input (an offline source failed, or every source failed), 130 interrupted (SIGINT), 143 terminated (SIGTERM)
 """
 
 
@@ -65,13 +72,27 @@ def build_parser() -> argparse.ArgumentParser:
                     help="sink chosen by extension: .mp4 .mkv .mov .avi .webm (annotated video, audio kept), "
                          ".jsonl (one object per frame), .csv (one row per person per frame), "
                          ".json (COCO keypoint results), .png .jpg (one annotated image), "
-                         "a folder ending in / (annotated images); repeat for several")
+                         "a folder ending in / (annotated images), - (JSON lines to stdout), "
+                         "mqtt://HOST[:PORT]/TOPIC (one message per frame), rtsp://HOST:PORT/PATH "
+                         "(annotated H.264 to a RECORD server); repeat for several")
     io.add_argument("--copy-audio", action=argparse.BooleanOptionalAction, default=None,
                     help="copy the source's audio into video outputs (default: on)")
     io.add_argument("--overwrite", action="store_true",
                     help="replace outputs that already exist (by default an existing output is an error); "
                          "an output that is one of the inputs is always refused")
     io.add_argument("--show", action="store_true", help="show the annotated frames in a window (q/Esc quits)")
+    io.add_argument("--rotate", metavar="AGE|SIZE",
+                    help="rotate the .jsonl/.csv outputs: publish a numbered segment (out.000001.jsonl, ...) "
+                         "every AGE (e.g. 10m, 1h) or SIZE (e.g. 100MB)")
+    io.add_argument("--mqtt-qos", type=int, choices=(0, 1, 2), default=0, help="QoS of mqtt:// outputs (default 0)")
+    io.add_argument("--mqtt-retain", action="store_true", help="mqtt:// outputs: the broker keeps the last message")
+    svc = parser.add_argument_group("service")
+    svc.add_argument("--serve", metavar="[HOST:]PORT",
+                     help="serve a status page with live views, /api/status, /metrics (Prometheus) and /healthz "
+                          "on HOST:PORT (HOST 127.0.0.1 unless given)")
+    svc.add_argument("--serve-token", metavar="TOKEN",
+                     help="token every request to --serve must carry (Authorization: Bearer TOKEN, or "
+                          "?token=TOKEN); required for an address other than loopback")
     io.add_argument("--max-frames", type=positive_int, metavar="N", help="stop after N frames of each source")
     pipe = parser.add_argument_group("pipeline")
     pipe.add_argument("--pipeline", default="default", metavar="NAME",
@@ -79,6 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
                            "(default: %(default)s)")
     pipe.add_argument("--list-pipelines", action="store_true", help="list the pipelines in pipelines/ and exit")
     pipe.add_argument("--device", metavar="DEV", help="auto, cpu, cuda or cuda:N for every model step")
+    pipe.add_argument("--backend", choices=("torch", "onnxruntime", "openvino", "tensorrt"),
+                      help="inference backend of every model step (default: each step's own, see BENCHMARKS.md)")
     pipe.add_argument("--det-model", metavar="NAME|PATH",
                       help="the detector: a model name (see `streampose models`) or a weights file")
     pipe.add_argument("--pose-model", metavar="NAME|PATH",
@@ -103,14 +126,30 @@ def build_parser() -> argparse.ArgumentParser:
     net.add_argument("--read-timeout", type=float, metavar="S",
                      help="seconds without data before a stream counts as hung and is reconnected "
                           f"(default {defaults.read_timeout_s:g})")
-    net.add_argument("--reconnect-attempts", type=int, metavar="N",
+    net.add_argument("--reconnect-attempts", type=attempts_count, metavar="N|inf",
                      help=f"reconnection attempts before a live source gives up "
-                          f"(default {defaults.reconnect_attempts})")
+                          f"(default {defaults.reconnect_attempts}); inf: keep trying for ever. A live source "
+                          "that gives up, or is unreachable at start, is reported failed and the others go on")
+    net.add_argument("--reconnect-max-delay", type=float, metavar="S",
+                     help=f"longest wait between reconnection attempts (the wait doubles from "
+                          f"{defaults.backoff_initial_s:g} s; default {defaults.backoff_max_s:g})")
     net.add_argument("--rtsp-transport", choices=("tcp", "udp"), help="RTSP transport (default tcp)")
     io.add_argument("--max-pixels", type=positive_int, metavar="N",
                     help="most pixels per frame (width x height) a source may claim; larger images, videos or "
                          f"streams are refused before decoding (default {defaults.max_pixels})")
     net.add_argument("--webcam-size", metavar="WxH", help="frame size asked from a webcam, e.g. 1280x720")
+    fleet = parser.add_argument_group("camera fleet on a Ray cluster (needs the ray extra)")
+    fleet.add_argument("--ray", action="store_true",
+                       help="spread the --source cameras over supervised Ray actors; one --output FOLDER/ "
+                            "receives per-camera JSON lines, status.json and metrics.prom")
+    fleet.add_argument("--ray-address", metavar="ADDR",
+                       help="join a running cluster ('auto' or HOST:PORT) instead of starting a local Ray")
+    fleet.add_argument("--cameras-per-actor", type=positive_int, default=2, metavar="N",
+                       help="cameras run by one actor (default %(default)s)")
+    fleet.add_argument("--actor-cpus", type=float, default=1.0, metavar="N",
+                       help="CPUs reserved per actor, fractions allowed (default 1)")
+    fleet.add_argument("--actor-gpus", type=float, default=0.0, metavar="N",
+                       help="GPUs per actor, fractions allowed (default 0)")
     out = parser.add_argument_group("messages")
     out.add_argument("-v", "--verbose", action="store_true", help="debug messages")
     out.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only, no summary")
@@ -157,10 +196,13 @@ def source_options(args: argparse.Namespace):
     given = {"open_timeout_s": ("--open-timeout", args.open_timeout),
              "read_timeout_s": ("--read-timeout", args.read_timeout),
              "reconnect_attempts": ("--reconnect-attempts", args.reconnect_attempts),
+             "backoff_max_s": ("--reconnect-max-delay", args.reconnect_max_delay),
              "rtsp_transport": ("--rtsp-transport", args.rtsp_transport),
              "webcam_size": ("--webcam-size", args.webcam_size),
              "max_pixels": ("--max-pixels", args.max_pixels)}
     kwargs = {field: value for field, (_, value) in given.items() if value is not None}
+    if "backoff_max_s" in kwargs:  # a short cap also shortens the first waits
+        kwargs["backoff_initial_s"] = min(SourceOptions.backoff_initial_s, kwargs["backoff_max_s"])
     try:
         return SourceOptions(**kwargs)
     except ValueError as e:
@@ -180,6 +222,8 @@ def resolve_pipeline_name(name: str) -> str:
 #: ``streampose NAME ...`` → the module whose ``main(argv)`` runs that command.
 SUBCOMMANDS: dict[str, str] = {
     "models": "streampose.models_command",
+    "export": "streampose.export.cli",
+    "batch": "streampose.distributed.cli",  # a corpus on a Ray cluster (the ray extra)
 }
 
 
@@ -208,12 +252,19 @@ def run_command(argv: Sequence[str]) -> int:
         pipeline = apply_overrides(pipeline, device=args.device, det_model=args.det_model,
                                    pose_model=args.pose_model, img_size=args.img_size, conf=args.conf,
                                    iou=args.iou, classes=args.classes, smooth=args.smooth, batch=args.batch,
-                                   half=args.half or None)
+                                   half=args.half or None, backend=args.backend)
         options = source_options(args)
+        if args.ray:
+            from .distributed.cli import run_fleet_command
+
+            return run_fleet_command(args, pipeline, options)
         from .io.outputs import sink_specs
 
+        if args.rotate and not any(o != "-" and o.lower().endswith((".jsonl", ".csv")) for o in args.output):
+            raise UserError("--rotate applies to .jsonl and .csv outputs; give one with --output")
         sinks = sink_specs(args.output, args.show, num_sources=len(args.source), sources=args.source,
-                           overwrite=args.overwrite)
+                           overwrite=args.overwrite, rotate=args.rotate or "", mqtt_qos=args.mqtt_qos,
+                           mqtt_retain=args.mqtt_retain)
         if args.copy_audio is not None:
             for spec in sinks:
                 if spec["type"] == "video_writer":
@@ -222,8 +273,15 @@ def run_command(argv: Sequence[str]) -> int:
             log.info("no --output and no --show: frames are processed, nothing is written")
         log.debug("pipeline %r (%s), %d source(s), %s", pipeline.name, pipeline.description or "no description",
                  len(args.source), "inline" if args.inline else "one process per stage")
-        result = run_pipeline(pipeline, args.source, sinks, inline=args.inline, max_frames=args.max_frames,
-                              source_options=options, progress=False if args.no_progress else None)
+        service = start_service(args) if args.serve else None
+        try:
+            result = run_pipeline(pipeline, args.source, sinks, inline=args.inline, max_frames=args.max_frames,
+                                  source_options=options, progress=False if args.no_progress else None,
+                                  observer=service[0] if service else None)
+        finally:
+            if service is not None:
+                service[0].finish()
+                service[1].stop()
     except UserError as e:
         print(redact_text(f"error: {' '.join(str(e).split())}"), file=sys.stderr)
         return EXIT_USER_ERROR
@@ -238,6 +296,44 @@ def run_command(argv: Sequence[str]) -> int:
             print(redact_text(line), file=sys.stderr)
     if result.reason in ("interrupted", "terminated"):
         print(f"{result.reason}: outputs finalized", file=sys.stderr)
-    for error in result.source_errors:
-        print(redact_text(f"error: {error}"), file=sys.stderr)
+    print_failed_sources(result, args.quiet)
     return result.exit_code
+
+
+def print_failed_sources(result, quiet: bool) -> None:
+    """The last lines about failed sources: how many (the summary above lists why), or the one reason.
+
+    One source that failed: ``error: <its reason>``, the one line of any bad
+    input. Several: each reason when the summary was not printed (``-q``), then
+    ``error: N of M sources failed`` (exit 2: every one failed) or ``warning: …``
+    (the others went on, exit 0).
+    """
+    if not result.failed_sources:
+        return
+    n, total = len(result.failed_sources), max(result.num_sources, len(result.failed_sources))
+    level = "error" if result.exit_code == EXIT_USER_ERROR else "warning"
+    if total == 1 and result.source_errors:
+        print(redact_text(f"{level}: {result.source_errors[0]}"), file=sys.stderr)
+        return
+    if quiet:
+        for error in result.source_errors:
+            print(redact_text(f"{level}: {error}"), file=sys.stderr)
+    print(f"{level}: {n} of {total} sources failed", file=sys.stderr)
+
+
+def start_service(args: argparse.Namespace):
+    """``--serve``: (status, web server), started; UserError for a bad address or a missing token."""
+    if args.inline:
+        raise UserError("--serve needs the process runtime; drop --inline")
+    try:
+        from .service import start_service as start
+    except ImportError as e:
+        raise UserError(f"--serve needs the serve extra ({e.name} is missing): pip install 'streampose[serve]'") from e
+    try:
+        return start(args.serve, args.serve_token)
+    except ImportError as e:
+        raise UserError(f"--serve needs the serve extra ({e.name} is missing): pip install 'streampose[serve]'") from e
+    except ValueError as e:
+        raise UserError(f"--serve {args.serve}: {e}") from e
+    except OSError as e:
+        raise UserError(f"--serve {args.serve}: cannot listen ({e}); choose another port") from e

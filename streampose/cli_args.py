@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 
 from .runtime.outcome import EXIT_USER_ERROR
 
@@ -23,6 +24,18 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
+
+
+def attempts_count(text: str) -> int | float:
+    """argparse type: a whole number >= 0, or ``inf`` (``math.inf``: no limit)."""
+    if text.strip().lower() in ("inf", "infinite", "unlimited"):
+        return math.inf
+    if text.strip() == "0":
+        return 0
+    try:
+        return positive_int(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0 or inf, got {text!r}") from None
 
 
 def fraction(text: str) -> float:

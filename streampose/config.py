@@ -9,6 +9,8 @@ A definition is data (see ``pipelines/passthrough.toml``)::
     [[stages]]
     name = "render"
     batch_size = 1               # optional, max frames per process() call
+    replicas = 1                 # optional, processes running this stage side by side
+    devices = ["cpu", "cpu"]     # optional, one replica per device (sets the steps' device)
     steps = [ { type = "draw" } ]
 
 Every problem is a :class:`~streampose.errors.ConfigError` whose message
@@ -39,18 +41,39 @@ from .step import build_step, registered_step_types
 logger = logging.getLogger(__name__)
 
 PIPELINES_DIR = data_dir("pipelines")
+#: the most processes one stage may run as.
+MAX_REPLICAS = 16
 
 _TOP_KEYS = {"description", "stages", "step_modules", "ring_slots"}
-_STAGE_KEYS = {"name", "batch_size", "steps"}
+_STAGE_KEYS = {"name", "batch_size", "steps", "replicas", "devices"}
 
 
 @dataclass
 class StageConfig:
-    """One stage: a name, the most frames per ``process()`` call, step specs ``{"type": ..., **options}``."""
+    """One stage: a name, the most frames per ``process()`` call, step specs ``{"type": ..., **options}``.
+
+    replicas: processes running the stage side by side (frames are dealt to
+    them and re-ordered after, see :mod:`streampose.runtime.replicas`);
+    devices: the device of each replica (empty: the steps' own).
+    """
 
     name: str
     steps: list[dict[str, Any]]
     batch_size: int = 1
+    replicas: int = 1
+    devices: list[str] = field(default_factory=list)
+
+    def replica_steps(self, replica: int) -> list[dict[str, Any]]:
+        """The step specs of one replica: its device set on every step that has a ``device`` option."""
+        if not self.devices:
+            return self.steps
+        specs = []
+        for spec in self.steps:
+            cls = step_class(spec)
+            if cls is not None and "device" in {f.name for f in dataclasses.fields(cls.Options)}:
+                spec = {**spec, "device": self.devices[replica]}
+            specs.append(spec)
+        return specs
 
 
 @dataclass
@@ -161,14 +184,43 @@ def _parse_stage(raw: Any, key_path: str, names: set[str]) -> StageConfig:
     for j, spec in enumerate(steps):
         if not isinstance(spec, dict):
             raise ConfigError(f"{key_path}.steps[{j}]: expected a table like {{ type = \"draw\" }}, got {spec!r}")
-    return StageConfig(name=name, steps=[dict(s) for s in steps], batch_size=batch_size)
+    devices = raw.get("devices", [])
+    if not isinstance(devices, list) or not all(isinstance(d, str) and d for d in devices):
+        raise ConfigError(f"{key_path}.devices: expected a list of device names like [\"cuda:0\", \"cuda:1\"], "
+                          f"got {devices!r}")
+    replicas = raw.get("replicas", len(devices) or 1)
+    if isinstance(replicas, bool) or not isinstance(replicas, int):
+        raise ConfigError(f"{key_path}.replicas: expected an integer, got {replicas!r}")
+    if not 1 <= replicas <= MAX_REPLICAS:
+        raise ConfigError(f"{key_path}.replicas: must be between 1 and {MAX_REPLICAS}, got {replicas}")
+    if devices and replicas != len(devices):
+        raise ConfigError(f"{key_path}.replicas: {replicas} replicas but {len(devices)} devices; "
+                          "give one device per replica (or leave replicas out)")
+    return StageConfig(name=name, steps=[dict(s) for s in steps], batch_size=batch_size, replicas=replicas,
+                       devices=list(devices))
 
 
 def validate_steps(config: PipelineConfig) -> None:
-    """Build every step once (not started) so bad types or options fail before anything runs."""
+    """Build every step once (not started) so bad types or options fail before anything runs.
+
+    Also refuses replicas where frames must pass through one process in
+    order: the last stage (it holds the sinks) and stages with an
+    order-dependent step (``Step.order_dependent``: trackers, filters).
+    """
     for i, stage in enumerate(config.stages):
-        for j, spec in enumerate(stage.steps):
-            build_step(spec, key_path=f"stages[{i}].steps[{j}]")
+        for r in range(stage.replicas if stage.devices else 1):
+            for j, spec in enumerate(stage.replica_steps(r)):
+                build_step(spec, key_path=f"stages[{i}].steps[{j}]")
+        if stage.replicas == 1:
+            continue
+        if i == len(config.stages) - 1:
+            raise ConfigError(f"stages[{i}].replicas: the last stage ({stage.name!r}) holds the outputs, which "
+                              "take every frame in order; move the replicated steps to a stage before it")
+        for spec in stage.steps:
+            cls = step_class(spec)
+            if cls is not None and cls.order_dependent:
+                raise ConfigError(f"stages[{i}].replicas: step {spec['type']!r} needs every frame of a source in "
+                                  "order in one process; keep it in a stage with replicas = 1")
 
 
 def step_class(spec: dict[str, Any]) -> type | None:
@@ -179,7 +231,8 @@ def step_class(spec: dict[str, Any]) -> type | None:
 def apply_overrides(config: PipelineConfig, *, device: str | None = None, det_model: str | None = None,
                     pose_model: str | None = None, img_size: int | None = None, conf: float | None = None,
                     iou: float | None = None, classes: list[str] | None = None, smooth: bool | None = None,
-                    batch: int | None = None, half: bool | None = None) -> PipelineConfig:
+                    batch: int | None = None, half: bool | None = None,
+                    backend: str | None = None) -> PipelineConfig:
     """A copy of ``config`` with CLI shortcuts applied and re-validated.
 
     device: set on every step with a ``device`` option; det_model / img_size:
@@ -189,8 +242,9 @@ def apply_overrides(config: PipelineConfig, *, device: str | None = None, det_mo
     threshold / NMS IoU / class names, whatever its step calls them; smooth:
     add (after the tracker) or remove the ``one_euro_filter`` step; batch:
     ``batch_size`` of every stage with a model step; half: fp16 in every
-    step that has an fp16 mode (CUDA). Raises ConfigError when the pipeline
-    has no step the option applies to.
+    step that has an fp16 mode (CUDA); backend: set on every step with a
+    ``backend`` option. Raises ConfigError when the pipeline has no step the
+    option applies to.
     """
     config = replace(config, stages=[replace(s, steps=copy.deepcopy(s.steps)) for s in config.stages])
     wanted = {("detector", "weights", "--det-model"): det_model,
@@ -212,12 +266,14 @@ def apply_overrides(config: PipelineConfig, *, device: str | None = None, det_mo
         if not hits:
             raise ConfigError(f"{flag}: pipeline {config.name!r} has no {role} step; "
                               f"pick a pipeline with one (see pipelines/)")
-    if device is not None:
+    for option, value in (("device", device), ("backend", backend)):
+        if value is None:
+            continue
         for stage in config.stages:
             for spec in stage.steps:
                 cls = step_class(spec)
-                if cls is not None and "device" in {f.name for f in dataclasses.fields(cls.Options)}:
-                    spec["device"] = device
+                if cls is not None and option in {f.name for f in dataclasses.fields(cls.Options)}:
+                    spec[option] = value
     _set_detector_option(config, "--conf", conf, ("score_threshold", "conf_threshold"))
     _set_detector_option(config, "--iou", iou, ("nms_threshold", "iou_threshold"))
     _set_detector_option(config, "--classes", None if classes is None else list(classes), ("classes",))
@@ -260,12 +316,20 @@ def _set_half(config: PipelineConfig) -> None:
             if "half" in names:
                 spec["half"] = True
                 hits += 1
-            elif "precision" in names:
+            elif "precision" in names and "fp16" in _precision_choices(spec):
                 spec["precision"] = "fp16"
                 hits += 1
     if not hits:
         raise ConfigError(f"--half: no step of pipeline {config.name!r} has an fp16 mode (yolov5_detector and "
                           "topdown_pose do, on CUDA)")
+
+
+def _precision_choices(spec: dict[str, Any]) -> tuple[str, ...]:
+    """The values a step's ``precision`` option takes (its Literal)."""
+    import typing
+
+    hint = typing.get_type_hints(step_class(spec).Options).get("precision")
+    return tuple(typing.get_args(hint))
 
 
 def _set_batch(config: PipelineConfig, batch: int) -> None:
@@ -298,7 +362,7 @@ def _set_smoothing(config: PipelineConfig, smooth: bool) -> PipelineConfig:
 
 
 # Options that carry over when a step is swapped for one that reads the given weights.
-_PORTABLE_OPTIONS = ("device", "threads")
+_PORTABLE_OPTIONS = ("device", "threads", "backend")
 
 
 def _step_for_weights(spec: dict[str, Any], role: str, weights: str, flag: str) -> dict[str, Any]:

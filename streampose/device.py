@@ -43,10 +43,50 @@ def check_threads(threads: int) -> None:
 def set_torch_threads(threads: int) -> None:
     """Use ``threads`` torch CPU threads in this process; 0 keeps the default.
 
-    The default is the stage process's share of the cores (see
-    ``streampose.runtime.worker.share_cpu_threads``).
+    The default is the runtime's choice by measured stage cost (see
+    ``streampose.runtime.threads``).
     """
     if threads:
         import torch
 
         torch.set_num_threads(threads)
+
+
+#: CPU flags (Linux /proc/cpuinfo names) of native bfloat16 math, best first.
+BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
+
+
+def cpu_bf16_support() -> str | None:
+    """The CPU's native bf16 instruction set (``"amx_bf16"`` or ``"avx512_bf16"``), None without one.
+
+    Without native support oneDNN emulates bf16, which is slower than fp32,
+    so bf16 is refused there. Read from /proc/cpuinfo (Linux); elsewhere None.
+    """
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return next((flag for flag in BF16_CPU_FLAGS if flag in flags), None)
+    except OSError:
+        return None
+    return None
+
+
+def resolve_precision(precision: str, device, bf16_default_on_cpu: bool = False) -> str:
+    """The precision a model step runs in: ``fp32``, ``fp16`` (CUDA) or ``bf16``.
+
+    ``"auto"``: bf16 on a CPU with native bf16 when the step's model lost no
+    accuracy in bf16 (``bf16_default_on_cpu``, from the measured table in
+    BENCHMARKS.md "CPU precision"), else fp32. Raises ConfigError for fp16
+    on a CPU, and for bf16 on a CPU without native bf16 (AMX or AVX512-BF16).
+    """
+    device_type = getattr(device, "type", str(device).split(":")[0])
+    if precision == "auto":
+        return "bf16" if device_type == "cpu" and bf16_default_on_cpu and cpu_bf16_support() else "fp32"
+    if precision == "fp16" and device_type != "cuda":
+        raise ConfigError("precision: fp16 needs a CUDA device; use bf16 (CPUs with AMX or AVX512-BF16) or fp32")
+    if precision == "bf16" and device_type == "cpu" and cpu_bf16_support() is None:
+        raise ConfigError("precision: bf16 needs a CPU with AMX or AVX512-BF16 (this one has neither, so it "
+                          "would be emulated and slower); use fp32")
+    return precision

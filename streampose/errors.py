@@ -28,6 +28,10 @@ class SinkError(UserError):
     """An output cannot be written."""
 
 
+class ExportError(UserError):
+    """A model cannot be exported, or an exported file cannot run on the chosen backend."""
+
+
 class StopRequested(Exception):
     """A step asks for a graceful stop of the whole pipeline (e.g. ``q`` in a display window).
 

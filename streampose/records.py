@@ -153,7 +153,9 @@ class FramePacket:
     for live sources); slot: ring slot holding the pixels (-1 when pixels
     travel in-process); shape: (H, W, 3) of the frame; capture_time: the
     ``time.monotonic()`` at which the frame was captured, for latency;
-    timings: seconds spent per step name; extras: step-specific small data.
+    timings: seconds spent per step name; extras: step-specific small data;
+    seq: the capture's count of packets sent before this one (per source,
+    from 0), by which replicated stages deal and re-order frames (-1 in-process).
     """
 
     source_id: int
@@ -167,6 +169,7 @@ class FramePacket:
     poses: Poses | None = None
     timings: dict[str, float] = field(default_factory=dict)
     extras: dict = field(default_factory=dict)
+    seq: int = -1
 
 
 @dataclass(frozen=True)

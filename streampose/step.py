@@ -36,6 +36,10 @@ class Step:
     #: ``--img-size`` set its ``weights`` / ``img_size`` options), "pose"
     #: (``--pose-model`` sets ``weights``), or "" for anything else.
     role: ClassVar[str] = ""
+    #: the step needs every frame of a source, in order, in one process
+    #: (a tracker or a filter carries state from frame to frame): its stage
+    #: may not be replicated.
+    order_dependent: ClassVar[bool] = False
 
     #: filled in by the registry: the type name this step was built from.
     type_name: str = ""

@@ -12,6 +12,13 @@ serves an H.264 stream of ``videotestsrc`` (paced, endless) at
 start of the file). Once it listens it prints one line ``READY <port>`` on
 stdout and flushes it, so a test can wait for that line; with ``--port 0`` the
 port is chosen by the system. It runs until killed.
+
+With ``--record DIR`` it is instead a RECORD-mode server (what an NVR or
+mediamtx offers to publishers): a client ANNOUNCEs a stream to
+``rtsp://127.0.0.1:PORT/<mount>`` and RECORDs it; the server decodes it and
+writes every received frame to ``DIR/frame000001.jpg``, ``frame000002.jpg``, ...
+(numbering continues across sessions and restarts), so a test can look at
+what was published.
 """
 
 from __future__ import annotations
@@ -39,6 +46,15 @@ def launch_string(args: argparse.Namespace) -> str:
     return f"( {source} ! {encode} )"
 
 
+def record_launch_string(folder: str) -> str:
+    """A RECORD pipeline: the RTP ``depay0`` bin decodes and each frame becomes a JPEG in ``folder``."""
+    import os
+
+    start = len([n for n in os.listdir(folder) if n.startswith("frame")]) + 1
+    return (f"( decodebin name=depay0 ! videoconvert ! jpegenc quality=90 ! "
+            f'multifilesink location="{folder}/frame%06d.jpg" index={start} )')
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=0, help="TCP port; 0 picks a free one")
@@ -47,6 +63,8 @@ def main() -> int:
     parser.add_argument("--width", type=int, default=320)
     parser.add_argument("--height", type=int, default=240)
     parser.add_argument("--fps", type=int, default=15)
+    parser.add_argument("--record", default="", metavar="DIR",
+                        help="RECORD mode: accept a published stream and save its frames as JPEGs in DIR")
     args = parser.parse_args()
 
     Gst.init(None)
@@ -54,7 +72,12 @@ def main() -> int:
     server.set_address("127.0.0.1")
     server.set_service(str(args.port))
     factory = GstRtspServer.RTSPMediaFactory()
-    factory.set_launch(launch_string(args))
+    if args.record:
+        factory.set_transport_mode(GstRtspServer.RTSPTransportMode.RECORD)
+        factory.set_launch(record_launch_string(args.record))
+        factory.set_latency(50)
+    else:
+        factory.set_launch(launch_string(args))
     factory.set_shared(False)
     server.get_mount_points().add_factory(args.mount, factory)
     if server.attach(None) == 0:

@@ -5,7 +5,9 @@ Pipelines in tests name this file in ``step_modules`` (and the runtime's
 
 Generated source spec: ``gen?n=20&w=64&h=48`` with optional ``fps=30``
 (pace frames in real time), ``live=1`` (announce a live source), ``mixed=1``
-(every odd frame is half size), ``fail_at=K`` (SourceError at frame K),
+(every odd frame is half size), ``aligned=1`` (with ``fps``: frames on a grid of
+the system's monotonic clock, so paced sources in different processes tick
+together), ``fail_at=K`` (SourceError at frame K),
 ``hang_at=K&hang_s=S`` (block S seconds before frame K, like a stalled stream).
 Each frame carries its index: pixel (0, 0) holds ``(index // 256, index % 256, 7)``.
 """
@@ -48,12 +50,15 @@ class GeneratedSource:
         self.fail_at = int(query["fail_at"]) if "fail_at" in query else None
         self.hang_at = int(query["hang_at"]) if "hang_at" in query else None
         self.hang_s = float(query.get("hang_s", 1.0))
+        self.aligned = query.get("aligned") == "1"
         self.stats = {"generated": 0}
         self.start_event = StreamStart(source_id, spec, self.w, self.h, self.fps or 25.0,
                                        None if self.live else self.n, self.live)
 
     def frames(self) -> Iterator[tuple[np.ndarray, float | None]]:
         t0 = time.monotonic()
+        if self.aligned and self.fps:
+            t0 = (int(t0 * self.fps) + 1) / self.fps
         for i in range(self.n):
             if self.fail_at is not None and i == self.fail_at:
                 raise SourceError(f"generated source failed at frame {i}")
@@ -75,6 +80,11 @@ class GeneratedSource:
 
 
 def open_test_source(spec: str, source_id: int, options: object = None) -> GeneratedSource:
+    """``gen?...`` (see the module docstring), or ``file:<path>``: a media file through the real opener."""
+    if spec.startswith("file:"):
+        from streampose.io.sources import open_source
+
+        return open_source(spec[len("file:"):], source_id, options)
     if not spec.startswith("gen"):
         raise SourceError(f"unknown test source {spec!r}")
     return GeneratedSource(spec, source_id)
@@ -109,7 +119,8 @@ class RecordStep(Step):
         for f in frames:
             p = f.packet
             row = {"event": "frame", "source": p.source_id, "index": p.index, "tag": frame_tag(f.image),
-                   "shape": list(f.image.shape), "slot": p.slot, "batch": len(frames), "t": time.monotonic()}
+                   "shape": list(f.image.shape), "slot": p.slot, "batch": len(frames), "t": time.monotonic(),
+                   **{k: v for k, v in p.extras.items() if k.startswith("test_")}}
             if self.options.checksum:
                 row["crc"] = zlib.crc32(np.ascontiguousarray(f.image).data)
             self._write(row)
@@ -236,6 +247,36 @@ class FakePoseStep(Step):
         return frames
 
 
+@register_step("test_work")
+class WorkStep(Step):
+    """Stands for a model step: a ``threads`` option, ``seconds`` of work per frame
+    (slower by ``jitter`` x a pseudo-random fraction, so replicas finish out of
+    order), and stamps ``packet.extras`` with its process id and the math
+    threads the runtime gave it (``OMP_NUM_THREADS``)."""
+
+    @dataclass
+    class Options:
+        seconds: float = 0.0
+        jitter: float = 0.0
+        threads: int = 0
+        device: str = "cpu"
+        label: str = "work"
+
+    def __init__(self, options: "WorkStep.Options") -> None:
+        self.options = options
+
+    def process(self, frames: list[Frame]) -> list[Frame]:
+        o = self.options
+        for f in frames:
+            spin_until = time.perf_counter() + o.seconds * (1.0 + o.jitter * ((f.packet.index * 7919) % 13) / 13)
+            while time.perf_counter() < spin_until:  # busy, like a forward pass (counts as stage cost)
+                pass
+            f.packet.extras[f"test_{o.label}_pid"] = os.getpid()
+            f.packet.extras[f"test_{o.label}_threads"] = os.environ.get("OMP_NUM_THREADS")
+            f.packet.extras[f"test_{o.label}_device"] = o.device
+        return frames
+
+
 @register_step("test_one_person")
 class OnePersonStep(Step):
     """Gives every frame one detected person with a pose (untracked), so result rows and overlays exist."""
@@ -256,4 +297,39 @@ class OnePersonStep(Step):
             keypoints = np.tile(np.array([[[w * 0.5, h * 0.5]]], np.float32), (1, 17, 1))
             f.packet.detections = Detections(xyxy, np.ones(1, np.float32), np.zeros(1, np.int64))
             f.packet.poses = Poses(keypoints, np.ones((1, 17), np.float32), np.ones(1, np.float32), xyxy)
+        return frames
+
+
+@register_step("test_skeleton")
+class StandingSkeletonStep(Step):
+    """Puts one standing person (17 COCO keypoints, score 1) in every frame, sliding right as frames go.
+
+    Stands for a pose model where the model is not the point (web view and
+    restream tests): ``draw`` then paints a skeleton with its limb colours.
+    """
+
+    @dataclass
+    class Options:
+        pass
+
+    # (x, y) of a standing person in a 100 x 200 box, COCO order.
+    SHAPE = np.array([[50, 20], [45, 15], [55, 15], [40, 18], [60, 18], [30, 50], [70, 50], [22, 85],
+                      [78, 85], [18, 120], [82, 120], [38, 120], [62, 120], [36, 160], [64, 160],
+                      [35, 195], [65, 195]], np.float32)
+
+    def __init__(self, options: "StandingSkeletonStep.Options") -> None:
+        self.options = options
+
+    def process(self, frames: list[Frame]) -> list[Frame]:
+        from streampose.records import Poses
+
+        for frame in frames:
+            h, w = frame.image.shape[:2]
+            scale = min(w / 160.0, h / 220.0)
+            offset = np.array([(frame.packet.index * 3) % max(1, int(w - 100 * scale)), 10 * scale], np.float32)
+            keypoints = (self.SHAPE * scale + offset)[None]
+            box = np.array([[keypoints[0, :, 0].min(), keypoints[0, :, 1].min(),
+                             keypoints[0, :, 0].max(), keypoints[0, :, 1].max()]], np.float32)
+            frame.packet.poses = Poses(keypoints, np.ones((1, 17), np.float32), np.ones(1, np.float32), box,
+                                       np.full(1, -1, np.int64))
         return frames

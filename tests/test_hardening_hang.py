@@ -11,6 +11,7 @@ an interrupted RTSP packet can cost).
 from __future__ import annotations
 
 import logging
+import signal
 import time
 
 import pytest
@@ -138,9 +139,8 @@ def test_cli_read_timeout_2_detects_a_hung_server_3_of_3(server, tmp_path):
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
 
-    def frames() -> int:
-        return len(jsonl.with_name(".out.partial.jsonl").read_text().splitlines()) \
-            if jsonl.with_name(".out.partial.jsonl").exists() else 0
+    def frames() -> int:  # a live source's results reach the final file as they are made
+        return len(jsonl.read_text().splitlines()) if jsonl.exists() else 0
 
     def wait(predicate, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
@@ -166,3 +166,68 @@ def test_cli_read_timeout_2_detects_a_hung_server_3_of_3(server, tmp_path):
     print(f"\nCLI --read-timeout 2: hangs detected after {', '.join(f'{d:.2f}' for d in detections)} s")
     assert len(detections) == 3 and all(d <= 2.5 for d in detections), detections
     assert proc.returncode == 130
+
+
+@pytest.fixture
+def http_stream(tmp_path):
+    """A paced endless MPEG-TS stream over HTTP (tests/http_stream_server.py): (url, process)."""
+    import subprocess
+    import sys
+    from fractions import Fraction
+    from pathlib import Path
+
+    import av
+
+    from iohelpers import pattern
+
+    ts = tmp_path / "s.ts"
+    with av.open(str(ts), "w", format="mpegts") as container:
+        stream = container.add_stream("libx264", rate=15)
+        stream.width, stream.height, stream.pix_fmt = 320, 240, "yuv420p"
+        stream.options = {"preset": "ultrafast", "g": "15"}
+        for i in range(150):
+            frame = av.VideoFrame.from_ndarray(pattern(i, 320, 240), format="bgr24")
+            frame.pts, frame.time_base = i, Fraction(1, 15)
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    rate = ts.stat().st_size / 10  # the 10 s of video in 10 s
+    server = subprocess.Popen([sys.executable, str(Path(__file__).with_name("http_stream_server.py")), str(ts),
+                               str(rate)], stdout=subprocess.PIPE, text=True)
+    port = int(server.stdout.readline().split()[1])
+    yield f"http://127.0.0.1:{port}/live.ts", server
+    server.send_signal(signal.SIGCONT)
+    server.kill()
+    server.wait(10)
+
+
+def test_http_hang_detected_and_short_pauses_read_through(http_stream, timed_log):
+    from test_rtsp import Collector
+
+    url, server = http_stream
+    collector = Collector(open_source(url, 0, SourceOptions(**OPTIONS)))
+    assert collector.source.live
+    collector.start()
+    try:
+        collector.wait_for(20, timeout_s=15)
+        for pause_s in (0.6, 1.4):  # shorter than the timeout: read through on the same connection
+            server.send_signal(signal.SIGSTOP)
+            time.sleep(pause_s)
+            server.send_signal(signal.SIGCONT)
+            before = len(collector.arrivals)
+            collector.wait_for(before + 10, timeout_s=10)
+        assert collector.source.stats["reconnects"] == 0, [m for _, m in timed_log.records]
+        server.send_signal(signal.SIGSTOP)
+        paused = time.monotonic()
+        deadline = paused + 8
+        while timed_log.first_after(paused, "no data within 2 s") is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        detected = timed_log.first_after(paused, "no data within 2 s")
+        server.send_signal(signal.SIGCONT)
+        before = len(collector.arrivals)
+        collector.wait_for(before + 10, timeout_s=15)
+    finally:
+        collector.finish()
+    assert detected is not None, timed_log.records
+    print(f"\nHTTP hang: detected {detected - paused:.2f} s after SIGSTOP (read timeout 2 s)")
+    assert detected - paused <= 2.5
+    assert collector.source.stats["reconnects"] == 1 and collector.error is None

@@ -22,6 +22,7 @@ def test_bundled_and_shared_weights_are_recognised_with_their_registry_entries(s
     assert recognise("weights/yolox_nano_416.pth").entry.name == "yolox_nano_416"
     movenet = recognise("weights/movenet_lightning.pth")
     assert (movenet.family, movenet.role, movenet.entry.name) == ("movenet", "topdown", "movenet_lightning")
+    assert recognise("weights/movenet_thunder.pth").entry.name == "movenet_thunder"  # told apart by shapes
     yolov5 = recognise(shared_dir / "weights" / "yolov5n.pt")
     assert (yolov5.family, yolov5.role) == ("yolov5", "detector")
     assert yolov5.describe() == "a person detector checkpoint (YOLOv5)"

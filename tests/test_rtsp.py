@@ -10,9 +10,6 @@ so the whole module takes well under a minute.
 from __future__ import annotations
 
 import logging
-import select
-import signal
-import subprocess
 import sys
 import threading
 import time
@@ -20,28 +17,11 @@ from pathlib import Path
 
 import pytest
 
+from servers import SYSTEM_PYTHON, RtspServer, gstreamer_problem
 from streampose.errors import SourceError
 from streampose.io import SourceOptions, open_source
 
-SYSTEM_PYTHON = "/usr/bin/python3"
-SERVER_SCRIPT = Path(__file__).with_name("rtsp_server.py")
-GI_CHECK = ("import gi; gi.require_version('Gst', '1.0'); gi.require_version('GstRtspServer', '1.0'); "
-            "from gi.repository import Gst, GstRtspServer")
-
-
-def _gstreamer_problem() -> str | None:
-    """Why the RTSP server cannot run here (None when it can)."""
-    try:
-        result = subprocess.run([SYSTEM_PYTHON, "-c", GI_CHECK], capture_output=True, text=True, timeout=60)
-    except (OSError, subprocess.TimeoutExpired) as e:
-        return str(e)
-    if result.returncode != 0:
-        lines = result.stderr.strip().splitlines()
-        return lines[-1] if lines else f"exit code {result.returncode}"
-    return None
-
-
-_PROBLEM = _gstreamer_problem()
+_PROBLEM = gstreamer_problem()
 pytestmark = [
     pytest.mark.rtsp,
     pytest.mark.skipif(_PROBLEM is not None, reason=f"GStreamer RTSP server not importable by {SYSTEM_PYTHON} "
@@ -51,40 +31,6 @@ pytestmark = [
 # Many quick attempts: a restarted server is picked up as soon as it listens, however slow it is to start.
 OPTIONS = dict(open_timeout_s=2.0, read_timeout_s=1.0, reconnect_attempts=30, backoff_initial_s=0.1,
                backoff_max_s=0.5, analyzeduration_s=0.1)
-
-
-class RtspServer:
-    """The helper server as a child process; ``port`` is kept across restarts."""
-
-    def __init__(self) -> None:
-        self.port = 0
-        self.process: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return f"rtsp://127.0.0.1:{self.port}/live"
-
-    def start(self, timeout_s: float = 20.0) -> None:
-        self.process = subprocess.Popen([SYSTEM_PYTHON, str(SERVER_SCRIPT), "--port", str(self.port)],
-                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        ready, _, _ = select.select([self.process.stdout], [], [], timeout_s)
-        line = self.process.stdout.readline() if ready else ""
-        if not line.startswith("READY"):
-            self.kill()
-            raise RuntimeError(f"RTSP server did not start: {line!r} {self.process.stderr.read()}")
-        self.port = int(line.split()[1])
-
-    def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGCONT)  # a stopped process must run to die cleanly
-            self.process.kill()
-            self.process.wait(10)
-
-    def pause(self) -> None:
-        self.process.send_signal(signal.SIGSTOP)
-
-    def resume(self) -> None:
-        self.process.send_signal(signal.SIGCONT)
 
 
 class Collector(threading.Thread):

@@ -14,7 +14,9 @@ The Numba grouping kernels are compiled (or loaded from Numba's cache) in
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
+from ..device import check_threads, set_torch_threads
 from ..errors import ConfigError
 from ..records import Frame
 from ..step import Step, register_step
@@ -35,7 +37,12 @@ class HigherHRNetPoseOptions:
     the filling of missing joints; filter_redundant_poses: drop a pose whose
     mean absolute keypoint difference to a kept one is under 3 px (not in
     the official evaluation); min_pose_score: drop people scoring less;
-    device: auto, cpu, cuda, cuda:N.
+    threads: torch CPU threads of the stage's process (0: the runtime's
+    choice, by measured stage cost); device: auto, cpu, cuda, cuda:N;
+    precision: bf16 on CPUs with AMX or AVX512-BF16 (auto: fp32, its bf16
+    accuracy is not measured); backend: what runs the network
+    (torch, onnxruntime, openvino on the CPU, tensorrt on CUDA; the others
+    than torch run an ONNX export made at start, in fp32, and our decoders).
     """
 
     weights: str
@@ -49,9 +56,13 @@ class HigherHRNetPoseOptions:
     refine: bool = True
     filter_redundant_poses: bool = False
     min_pose_score: float = 0.0
+    threads: int = 0
     device: str = "auto"
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    backend: Literal["torch", "onnxruntime", "openvino", "tensorrt"] = "torch"
 
     def __post_init__(self) -> None:
+        check_threads(self.threads)
         if self.input_size is not None and (self.input_size < 64 or self.input_size % 64):
             raise ValueError(f"input_size: must be a positive multiple of 64 (or unset: the model's), "
                              f"got {self.input_size}")
@@ -84,6 +95,7 @@ class HigherHRNetPoseStep(Step):
         from ..bottomup.estimator import HigherHRNetEstimator
 
         o = self.options
+        set_torch_threads(o.threads)
         try:
             self.estimator = HigherHRNetEstimator.from_checkpoint(
                 o.weights, input_size=o.input_size, flip_test=o.flip_test, device=o.device,
@@ -91,6 +103,14 @@ class HigherHRNetPoseStep(Step):
                 max_people=o.max_people, adjust=o.adjust, refine=o.refine,
                 filter_redundant_poses=o.filter_redundant_poses, min_pose_score=o.min_pose_score)
         except ValueError as e:  # an option the estimator rules out
+            raise ConfigError(f"higherhrnet_pose: {e}") from e
+        from ..export.backends import prepare_network
+
+        try:
+            self.estimator.network = prepare_network(self.estimator.network, backend=o.backend,
+                                                     precision=o.precision, device=self.estimator.device,
+                                                     model_name="higherhrnet", threads=o.threads)
+        except ConfigError as e:  # bf16 on a CPU without it, a backend not installed
             raise ConfigError(f"higherhrnet_pose: {e}") from e
         self.estimator.warmup()
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Literal
 
 from ..device import check_threads, set_torch_threads
 from ..errors import ConfigError
@@ -19,6 +20,9 @@ from ..step import Step, register_step
 logger = logging.getLogger(__name__)
 
 _DEFAULT_POSE = "weights/movenet_lightning.pth"
+#: ``precision = "auto"`` runs MoveNet in bf16 on CPUs with native bf16: its COCO AP lost
+#: is at most 0.005 (BENCHMARKS.md "CPU precision", scripts/bf16_accuracy.py).
+BF16_DEFAULT_ON_CPU = True
 
 
 @dataclass
@@ -33,8 +37,14 @@ class MoveNetPoseOptions:
     boxes 0.532 against the float network's 0.590); needs
     ``<weights stem>_quant.pth`` beside the weights, written by the same script; max_batch: most person
     crops per forward pass (a flip test doubles it); threads: torch CPU
-    threads of the process running the step (0: torch's default); device:
-    auto, cpu, cuda, cuda:N.
+    threads of the process running the step (0: the runtime's choice, by
+    measured stage cost); device: auto, cpu, cuda, cuda:N; precision: "auto" (bf16 on a CPU with
+    AMX or AVX512-BF16 where the model loses no accuracy in it, see
+    BENCHMARKS.md "CPU precision"; else fp32), "fp32" or "bf16" (refused on
+    CPUs without native bf16).
+    Ignored with ``quantized``. backend: what runs the network
+    (torch, onnxruntime, openvino on the CPU, tensorrt on CUDA; the others
+    than torch run an ONNX export made at start, in fp32, and our decoders).
     """
 
     weights: str = _DEFAULT_POSE
@@ -43,6 +53,8 @@ class MoveNetPoseOptions:
     max_batch: int = 32
     threads: int = 0
     device: str = "auto"
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    backend: Literal["torch", "onnxruntime", "openvino", "tensorrt"] = "torch"
 
     def __post_init__(self) -> None:
         if self.max_batch < 1:
@@ -75,6 +87,15 @@ class MoveNetPoseStep(Step):
         set_torch_threads(o.threads)
         model = load_movenet_topdown(o.weights, flip_test=o.flip_test, quantized=o.quantized,
                                      device=resolve_device(o.device))
+        if o.quantized and o.backend != "torch":
+            raise ConfigError("movenet_pose: quantized runs on the torch backend only; use backend = \"torch\"")
+        if not o.quantized:  # the int8-faithful network is exact by design: it stays as it is
+            from ..export.backends import prepare_network
+
+            model.network = prepare_network(model.network, backend=o.backend, precision=o.precision,
+                                            device=model.device, bf16_default_on_cpu=BF16_DEFAULT_ON_CPU,
+                                            model_name="movenet", threads=o.threads,
+                                            input_shape_chw=(3, *model.crop.input_size_wh[::-1]))
         self.estimator = TopDownEstimator(model, max_batch=o.max_batch)
 
     def process(self, frames: list[Frame]) -> list[Frame]:

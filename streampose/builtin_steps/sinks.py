@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import StopRequested
+from ..errors import SinkError, StopRequested
 from ..records import EndOfStream, Frame, StreamStart
 from ..step import Step, register_step
 
@@ -164,13 +164,16 @@ class _SharedFileSink(Step):
         raise NotImplementedError
 
     def start(self) -> None:
-        _check_folder(self._path, f"{self.what} {self.options.path!r}")
+        if self.options.path != "-":
+            _check_folder(self._path, f"{self.what} {self.options.path!r}")
 
     def start_of_stream(self, event: StreamStart) -> None:
         if self._file is None:
             self._file = self._create()
         elif not self._file.is_open:  # a source started after all announced ones had ended
             self._file.reopen()
+        if event.live:  # live results are readable as they are made (tail -f)
+            self._file.go_live()
         self._open_sources.add(event.source_id)
 
     def process(self, frames: list[Frame]) -> list[Frame]:
@@ -202,13 +205,22 @@ class _SharedFileSink(Step):
 
 @dataclass
 class SharedFileOptions:
-    """path: output file (.jsonl / .csv); sources: sources in the run (the file is published when all ended)."""
+    """path: output file (.jsonl / .csv; ``-`` is standard output, JSON lines only); sources: sources
+    in the run (the file is published when all ended; at once when a live source starts);
+    rotate: "" or an age/size (``10m``, ``100MB``) after which a numbered segment is published."""
 
     path: str
     sources: int = 1
+    rotate: str = ""
 
     def __post_init__(self) -> None:
+        from ..io.live_text import Rotation
+
         _check_sources(self.sources)
+        if self.rotate:
+            Rotation.parse(self.rotate)
+            if self.path == "-":
+                raise ValueError("rotate needs a file path, not - (standard output)")
 
 
 @register_step("jsonl_writer")
@@ -222,7 +234,8 @@ class JsonlWriterStep(_SharedFileSink):
     def _create(self) -> Any:
         from ..io.jsonl_writer import JsonlFileWriter
 
-        return JsonlFileWriter(self._path)
+        return JsonlFileWriter(self.options.path if self.options.path == "-" else self._path,
+                               rotate=self.options.rotate)
 
 
 @register_step("csv_writer")
@@ -236,7 +249,9 @@ class CsvWriterStep(_SharedFileSink):
     def _create(self) -> Any:
         from ..io.csv_writer import CsvFileWriter
 
-        return CsvFileWriter(self._path)
+        if self.options.path == "-":
+            raise SinkError("csv_writer cannot write to standard output; use JSON lines (--output -)")
+        return CsvFileWriter(self._path, rotate=self.options.rotate)
 
 
 @register_step("image_writer")

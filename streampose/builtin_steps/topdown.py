@@ -25,7 +25,7 @@ from typing import Literal
 
 import numpy as np
 
-from ..device import check_threads, set_torch_threads
+from ..device import check_threads, resolve_precision, set_torch_threads
 from ..errors import ConfigError, UserError
 from ..records import Detections, Frame, FramePacket
 from ..step import Step, register_step
@@ -46,15 +46,19 @@ class TopDownPoseOptions:
     decoding instead of the quarter-pixel step (heatmap models);
     max_batch: most crops per forward pass; person_class_id: the detections'
     class taken as people; min_box_score: boxes scoring less are skipped;
-    threads: torch CPU threads of the stage's process (0: torch's default;
-    1 is fastest on a busy or small CPU); device: auto, cpu, cuda, cuda:N.
+    threads: torch CPU threads of the stage's process (0: the runtime's
+    choice, by measured stage cost); device: auto, cpu, cuda, cuda:N.
     GPU fast path (streampose.gpu; see BENCHMARKS.md "GPU fast path"):
-    precision: fp32, fp16 (CUDA) or bf16 autocast; channels_last: NHWC
+    precision: fp32, fp16 (CUDA) or bf16 autocast (CPUs: AMX or
+    AVX512-BF16 only), auto: fp32; channels_last: NHWC
     convolutions; cudnn_benchmark: cuDNN autotuning, set in start();
     crops_on_device / decode_on_device: crops by grid_sample from the
     uploaded frame / argmax decoding in torch (unset: on with CUDA; true
     forces them on the CPU too); compile: torch.compile the network
-    (CUDA graphs on CUDA; fixed shapes only, off by default).
+    (CUDA graphs on CUDA; fixed shapes only, off by default);
+    backend: what runs the network
+    (torch, onnxruntime, openvino on the CPU, tensorrt on CUDA; the others
+    than torch run an ONNX export made at start, in fp32, and our decoders).
     """
 
     weights: str
@@ -65,7 +69,8 @@ class TopDownPoseOptions:
     min_box_score: float = 0.0
     threads: int = 0
     device: str = "auto"
-    precision: Literal["fp32", "fp16", "bf16"] = "fp32"
+    precision: Literal["auto", "fp32", "fp16", "bf16"] = "auto"
+    backend: Literal["torch", "onnxruntime", "openvino", "tensorrt"] = "torch"
     channels_last: bool = False
     cudnn_benchmark: bool = False
     crops_on_device: bool | None = None
@@ -111,10 +116,18 @@ class TopDownPoseStep(Step):
                                                           crops_on_device=o.crops_on_device,
                                                           decode_on_device=o.decode_on_device)
         model = self.estimator.model
+        if o.backend != "torch":
+            from ..export.backends import prepare_network
+
+            model.network = prepare_network(model.network, backend=o.backend, precision=o.precision,
+                                            device=model.device, model_name="hrnet", threads=o.threads,
+                                            input_shape_chw=(3, *model.crop.input_size_wh[::-1]))
+            return
         try:
-            model.network = accelerate_network(model.network, precision=o.precision,
+            precision = resolve_precision(o.precision, model.device)  # auto: fp32 (HRNet bf16 AP not measured)
+            model.network = accelerate_network(model.network, precision=precision,
                                                channels_last=o.channels_last, compile=o.compile)
-        except ValueError as e:  # fp16 asked for on a CPU device
+        except (ValueError, ConfigError) as e:  # fp16 on a CPU, bf16 on a CPU without it
             raise ConfigError(f"topdown_pose: {e}") from e
 
     def _people(self, packet: FramePacket) -> Detections:

@@ -46,6 +46,7 @@ class IoUTrackerStep(Step):
     are never reused within a source, also across a restart of that source.
     """
 
+    order_dependent = True  # tracks / filter state carry from frame to frame
     Options = TrackerParams
 
     def __init__(self, options: TrackerParams) -> None:
@@ -130,6 +131,7 @@ class OneEuroFilterStep(Step):
     at the source's end of stream. Scores and boxes are not changed.
     """
 
+    order_dependent = True  # tracks / filter state carry from frame to frame
     Options = OneEuroStepOptions
 
     def __init__(self, options: OneEuroStepOptions) -> None:

@@ -20,6 +20,10 @@ from ..records import Frame
 from ..step import Step, register_step
 
 
+#: ``precision = "auto"`` runs YOLOv5 in bf16 on CPUs with native bf16 (BENCHMARKS.md "CPU precision").
+BF16_DEFAULT_ON_CPU = True
+
+
 @dataclass
 class YoloV5DetectorOptions:
     """Options of ``yolov5_detector``.
@@ -31,10 +35,14 @@ class YoloV5DetectorOptions:
     frame; classes: class names to keep (empty list: all classes);
     letterbox: "rect" (smallest multiple of 32, faster) or "square"; fuse:
     fold BatchNorm into the convolutions; half: fp16 weights and inputs, CUDA only
-    (an error on the CPU, as ``precision = "fp16"`` is for pose steps); threads: torch CPU threads of the stage's process (0:
-    torch's default; 1 is fastest on a busy or small CPU, see BENCHMARKS.md);
+    (an error on the CPU, as ``precision = "fp16"`` is for pose steps); threads: torch CPU threads of the
+    stage's process (0: the runtime's choice, by measured stage cost);
     device: auto, cpu, cuda, cuda:N; cudnn_benchmark: cuDNN autotuning of
-    the convolutions (CUDA; set in start()).
+    the convolutions (CUDA; set in start()); precision: CPU bf16 (AMX or
+    AVX512-BF16 only; "auto": bf16 there when it loses no accuracy, see
+    BENCHMARKS.md "CPU precision"), fp16 on CUDA is ``half``; backend: what runs the network
+    (torch, onnxruntime, openvino on the CPU, tensorrt on CUDA; the others
+    than torch run an ONNX export made at start, in fp32, and our decoders).
     """
 
     weights: str
@@ -49,6 +57,8 @@ class YoloV5DetectorOptions:
     threads: int = 0
     device: str = "auto"
     cudnn_benchmark: bool = False
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    backend: Literal["torch", "onnxruntime", "openvino", "tensorrt"] = "torch"
 
     def __post_init__(self) -> None:
         if self.img_size < 32 or self.img_size % 32:
@@ -90,6 +100,14 @@ class YoloV5DetectorStep(Step):
                 fuse=o.fuse, half=o.half, device=o.device)
         except ValueError as e:  # an option the checkpoint rules out (e.g. img_size for a stride-64 model)
             raise ConfigError(f"yolov5_detector: {e}") from e
+        if not self.detector.half:
+            from ..export.backends import prepare_network
+
+            self.detector.network = prepare_network(
+                self.detector.network, backend=o.backend, precision=o.precision, device=self.detector.device,
+                bf16_default_on_cpu=BF16_DEFAULT_ON_CPU, model_name="yolov5", threads=o.threads)
+        elif o.backend != "torch":
+            raise ConfigError("yolov5_detector: half runs on the torch backend only; use backend = \"torch\"")
 
     def process(self, frames: list[Frame]) -> list[Frame]:
         if self.detector is None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Literal
 
 from ..device import check_threads, set_torch_threads
 from ..records import Frame
@@ -20,6 +21,9 @@ from ..step import Step, register_step
 logger = logging.getLogger(__name__)
 
 _DEFAULT_DETECTOR = "weights/light_person_detector_192.pth"
+#: ``precision = "auto"`` runs the detector in bf16 on CPUs with native bf16: its COCO AP lost
+#: is at most 0.005 (BENCHMARKS.md "CPU precision", scripts/bf16_accuracy.py).
+BF16_DEFAULT_ON_CPU = True
 
 
 def _check_fraction(name: str, value: float | None) -> None:
@@ -37,7 +41,13 @@ class YoloxDetectorOptions:
     the light person detector, 416 for YOLOX-Nano); score_threshold /
     nms_threshold: unset: the file's configuration (0.3 / 0.5 for the light
     detector, 0.3 / 0.45 for YOLOX-Nano); threads: torch CPU threads of the
-    process running the step (0: torch's default); device: auto, cpu, cuda, cuda:N.
+    process running the step (0: the runtime's choice, by measured stage
+    cost); device: auto, cpu, cuda, cuda:N; precision: "auto" (bf16 on a CPU with
+    AMX or AVX512-BF16 where the model loses no accuracy in it, see
+    BENCHMARKS.md "CPU precision"; else fp32), "fp32" or "bf16" (refused on
+    CPUs without native bf16); backend: what runs the network
+    (torch, onnxruntime, openvino on the CPU, tensorrt on CUDA; the others
+    than torch run an ONNX export made at start, in fp32, and our decoders).
     """
 
     weights: str = _DEFAULT_DETECTOR
@@ -46,6 +56,8 @@ class YoloxDetectorOptions:
     nms_threshold: float | None = None
     threads: int = 0
     device: str = "auto"
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    backend: Literal["torch", "onnxruntime", "openvino", "tensorrt"] = "torch"
 
     def __post_init__(self) -> None:
         if self.img_size is not None and (self.img_size < 32 or self.img_size % 32):
@@ -74,6 +86,12 @@ class YoloxDetectorStep(Step):
         set_torch_threads(o.threads)
         self.detector = YoloxDetector.from_weights(o.weights, img_size=o.img_size, score_threshold=o.score_threshold,
                                                    nms_threshold=o.nms_threshold, device=resolve_device(o.device))
+        from ..export.backends import prepare_network
+
+        self.detector.net = prepare_network(self.detector.net, backend=o.backend, precision=o.precision,
+                                            device=self.detector.device, bf16_default_on_cpu=BF16_DEFAULT_ON_CPU,
+                                            model_name="yolox", threads=o.threads,
+                                            input_shape_chw=(3, *self.detector.input_hw))
 
     def process(self, frames: list[Frame]) -> list[Frame]:
         if self.detector is None:

@@ -69,6 +69,13 @@ class AcceleratedNetwork(torch.nn.Module):
         if self.channels_last:
             network.to(memory_format=torch.channels_last)
 
+    def __getattr__(self, name: str):
+        # The wrapped network's own attributes (e.g. MoveNet's decode_rounding) stay reachable.
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(self._modules["inner"], name)
+
     def forward(self, x):
         if self.channels_last and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
@@ -76,6 +83,14 @@ class AcceleratedNetwork(torch.nn.Module):
             return self.inner(x)
         with torch.autocast(self.device_type, dtype=self.dtype):
             return _float32(self.inner(x))
+
+
+def network_in_precision(network, precision: str, device, bf16_default_on_cpu: bool = False):
+    """``network`` run in a step's ``precision`` option, resolved for ``device``
+    (:func:`streampose.device.resolve_precision`: ConfigError where the device lacks it)."""
+    from ..device import resolve_precision
+
+    return accelerate_network(network, precision=resolve_precision(precision, device, bf16_default_on_cpu))
 
 
 def accelerate_network(network, *, precision: str = "fp32", channels_last: bool = False,

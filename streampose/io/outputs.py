@@ -6,7 +6,10 @@ The sink is chosen by the output's form:
 - ``.jsonl`` → ``jsonl_writer``; ``.csv`` → ``csv_writer``;
 - ``.json`` → ``coco_results_writer`` (COCO keypoint results, for pycocotools);
 - ``.png .jpg .jpeg .bmp .webp .tif .tiff`` → ``image_file_writer`` (one annotated image);
-- an existing folder, or a path ending in ``/`` → ``image_writer``.
+- an existing folder, or a path ending in ``/`` → ``image_writer``;
+- ``-`` → ``jsonl_writer`` on standard output;
+- ``mqtt://HOST[:PORT]/TOPIC`` → ``mqtt_publisher``; ``rtsp://HOST:PORT/PATH`` →
+  ``rtsp_publisher`` (see :mod:`streampose.builtin_steps.service_sinks`).
 
 With several sources in one run, JSON-lines and CSV files hold every source
 (each row names its source), while each source gets its own video file and
@@ -32,8 +35,27 @@ SINK_BY_EXTENSION = {**{ext: "video_writer" for ext in VIDEO_EXTENSIONS}, ".json
 PER_SOURCE_SINKS = ("video_writer", "image_writer")
 
 
+#: output forms that are not files: the addresses of other programs.
+STREAM_OUTPUTS = {"mqtt://": "mqtt_publisher", "rtsp://": "rtsp_publisher"}
+
+
+def is_file_output(output: str) -> bool:
+    """Whether ``output`` names a file or folder here (not ``-`` nor another program's address)."""
+    return output != "-" and "://" not in output
+
+
 def output_kind(output: str) -> str:
     """The sink type an ``--output`` value maps to; SinkError for an unknown form."""
+    if output == "-":
+        return "jsonl_writer"
+    for prefix, kind in STREAM_OUTPUTS.items():
+        if output.lower().startswith(prefix):
+            return kind
+    if "://" in output:
+        from .urls import redact_url
+
+        raise SinkError(f"output {redact_url(output)!r}: unknown address form; use mqtt://HOST[:PORT]/TOPIC or "
+                        "rtsp://HOST:PORT/PATH, or a file")
     if output.endswith(("/", os.sep)) or Path(output).is_dir():
         return "image_writer"
     kind = SINK_BY_EXTENSION.get(Path(output).suffix.lower())
@@ -81,6 +103,9 @@ def partial_files(spec: dict[str, Any]) -> list[Path]:
     path_ = Path(path).expanduser()
     sources = int(spec.get("sources", 1))
     if kind in ("jsonl_writer", "csv_writer"):
+        if spec.get("rotate"):  # the segment being written: .name.000007.partial.ext
+            folder = path_.parent if str(path_.parent) else Path(".")
+            return sorted(folder.glob(f".{path_.stem}.[0-9]*.partial{path_.suffix}"))
         return [partial_path(path_)]
     if kind == "video_writer":
         # a sink told of one source still names an unannounced extra one ``.srcN`` (see sinks.py)
@@ -174,7 +199,8 @@ def check_not_existing(output: str, kind: str, num_sources: int = 1) -> None:
 
 
 def sink_specs(outputs: list[str], show: bool, num_sources: int = 1, *, sources: list[str] | None = None,
-               overwrite: bool = False) -> list[dict[str, Any]]:
+               overwrite: bool = False, rotate: str = "", mqtt_qos: int = 0,
+               mqtt_retain: bool = False) -> list[dict[str, Any]]:
     """Sink step specs for ``--output`` values (in order) and ``--show`` (a display last).
 
     num_sources: how many sources the run has; with more than one, video and
@@ -185,7 +211,9 @@ def sink_specs(outputs: list[str], show: bool, num_sources: int = 1, *, sources:
     Checks every path before anything starts; SinkError (one line) for an
     unknown extension, an unwritable path, a duplicate output, an output over
     an input, an existing output without ``overwrite``, or ``--show`` without
-    a display.
+    a display. rotate: ``--rotate`` for the JSON-lines and CSV files (numbered
+    segments, which never replace a file); mqtt_qos / mqtt_retain: for
+    ``mqtt://`` outputs.
     """
     if num_sources < 1:
         raise ValueError(f"num_sources must be >= 1, got {num_sources}")
@@ -194,15 +222,25 @@ def sink_specs(outputs: list[str], show: bool, num_sources: int = 1, *, sources:
     seen: set[Path] = set()
     for output in outputs:
         kind = output_kind(output)
-        check_not_an_input(output, kind, inputs, num_sources)
-        if not overwrite:
-            check_not_existing(output, kind, num_sources)
-        check_output_path(output, kind)  # last: it probes the folder with a temporary file
-        resolved = Path(output).expanduser().resolve()
+        rotated = bool(rotate) and kind in ("jsonl_writer", "csv_writer") and is_file_output(output)
+        if is_file_output(output):
+            check_not_an_input(output, kind, inputs, num_sources)
+            if not overwrite and not rotated:
+                check_not_existing(output, kind, num_sources)
+            check_output_path(output, kind)  # last: it probes the folder with a temporary file
+        resolved = Path(output).expanduser().resolve() if is_file_output(output) else output
         if resolved in seen:
-            raise SinkError(f"output {output!r} given twice; give each output once")
+            from .urls import redact_url
+
+            raise SinkError(f"output {redact_url(output)!r} given twice; give each output once")
         seen.add(resolved)
-        spec: dict[str, Any] = {"type": kind, "path": output}
+        if kind == "mqtt_publisher":
+            specs.append({"type": kind, "url": output, "qos": mqtt_qos, "retain": mqtt_retain})
+            continue
+        spec: dict[str, Any] = {"type": kind, "url": output} if kind == "rtsp_publisher" else \
+            {"type": kind, "path": output}
+        if rotated:
+            spec["rotate"] = rotate
         if kind == "image_file_writer" and num_sources > 1:
             raise SinkError(f"output {output!r} holds one image; with {num_sources} sources give a folder "
                             "ending in / instead")

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -57,7 +58,8 @@ def check_frame_size(name: str, width: int, height: int, max_pixels: int, what: 
                           "or remove it")
 
 
-_FIELD_KINDS = {"float": ((int, float), "a number"), "int": ((int,), "an integer"), "str": ((str,), "a string")}
+_FIELD_KINDS = {"float": ((int, float), "a number"), "int": ((int,), "an integer"), "str": ((str,), "a string"),
+                "int | float": ((int, float), "an integer or inf")}
 
 
 @dataclass
@@ -68,7 +70,8 @@ class SourceOptions:
     network stream; read_timeout_s: longest wait for data once streaming (a
     hung server is detected after this); reconnect_attempts: connection
     attempts after a failure before giving up (0: fail at once), counted
-    afresh after each successful reconnect; backoff_initial_s / backoff_max_s:
+    afresh after each successful reconnect, ``math.inf`` for unlimited
+    (``--reconnect-attempts inf``); backoff_initial_s / backoff_max_s:
     the wait before retry k is ``min(initial * 2**(k-1), max)``;
     analyzeduration_s: how long FFmpeg probes a network stream before the
     first frame (short = fast start); rtsp_transport: ``tcp`` or ``udp``;
@@ -81,7 +84,7 @@ class SourceOptions:
 
     open_timeout_s: float = 10.0
     read_timeout_s: float = 5.0
-    reconnect_attempts: int = 5
+    reconnect_attempts: int | float = 5
     backoff_initial_s: float = 0.5
     backoff_max_s: float = 10.0
     analyzeduration_s: float = 0.1
@@ -101,6 +104,8 @@ class SourceOptions:
         _positive("open_timeout_s", self.open_timeout_s)
         _positive("read_timeout_s", self.read_timeout_s)
         _positive("backoff_initial_s", self.backoff_initial_s)
+        if isinstance(self.reconnect_attempts, float) and self.reconnect_attempts != math.inf:
+            raise ValueError(f"reconnect_attempts must be an integer or inf, got {self.reconnect_attempts}")
         if self.reconnect_attempts < 0:
             raise ValueError(f"reconnect_attempts must be >= 0, got {self.reconnect_attempts}")
         if self.backoff_max_s < self.backoff_initial_s:
@@ -166,6 +171,17 @@ class Source:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def is_live_form(spec: str) -> bool:
+    """Whether ``spec`` names a camera or stream (webcam index, rtsp/http address): a source that
+    may be unreachable for a while rather than bad input."""
+    if not isinstance(spec, str):
+        return False
+    if _WEBCAM.match(spec):
+        return True
+    scheme = _SCHEME.match(spec)
+    return bool(scheme) and scheme.group(1).lower() in NETWORK_SCHEMES
 
 
 def open_source(spec: str, source_id: int, options: SourceOptions | None = None) -> Source:

@@ -1,17 +1,26 @@
 """Live sources through PyAV: network streams (RTSP, HTTP), webcams and FFmpeg's lavfi device.
 
 Network streams are opened with FFmpeg's open timeout
-(``SourceOptions.open_timeout_s``), and a hung stream is detected by our own
-clock: the time since the last decoded frame. PyAV's read timeout alone
-cannot do it: on the first interruption FFmpeg returns a packet and PyAV's
-timer restarts, so a hung server was noticed only after twice the timeout,
-and a shorter hang never. Instead PyAV's read timeout is a short tick
-(:func:`read_tick_s`, at most 0.15 s): every tick without data returns
-control to us (``av.error.ExitError``), we compare the time since the last
-frame with ``read_timeout_s``, and either go on reading the same connection
-(a new demux pass; the stream continues intact) or declare it hung. A hang
-is thus detected within ``read_timeout_s`` + two ticks (+ FFmpeg's 0.1 s
-polling). RTSP goes
+(``SourceOptions.open_timeout_s``), and a hung stream (no frame for
+``read_timeout_s``) is detected within that time + 0.5 s. PyAV's read
+timeout alone cannot do it: on the first interruption FFmpeg returns a packet
+and PyAV's timer restarts, so a hung server was noticed only after twice the
+timeout, and a shorter hang never. So:
+
+- RTSP: PyAV's read timeout is a short tick (:func:`read_tick_s`, at most
+  0.15 s); every tick without data hands control back
+  (``av.error.ExitError``), we compare the time since the last frame with
+  ``read_timeout_s`` and either read on over the same connection (a new
+  demux pass) or declare it hung: detected within ``read_timeout_s`` + two
+  ticks + FFmpeg's 0.1 s polling. (FFmpeg's RTSP ``timeout`` option does not
+  end a hung TCP session.) A tick that falls inside an RTP packet can break
+  the TCP framing; FFmpeg then reports an I/O error and the stream reconnects.
+- HTTP(S): FFmpeg's own I/O timeout (``rw_timeout`` = ``read_timeout_s``)
+  ends a read with ``ETIMEDOUT``; PyAV's timeout, a second later, is a backstop.
+  (Ticks would break HTTP streams: an interrupted read loses its data.)
+- Webcams: PyAV's read timeout, as before.
+
+RTSP goes
 over TCP by default and is probed for ``analyzeduration_s`` only (100 ms cuts
 the time to the first frame from ~1.2 s to ~0.3 s here).
 
@@ -36,7 +45,9 @@ when the graph does.
 
 from __future__ import annotations
 
+import errno
 import logging
+import math
 import sys
 import time
 from collections.abc import Iterator
@@ -87,6 +98,10 @@ class StreamSource(Source):
         self._ticking = False
         self._decoded: Iterator[Any] | None = None
         self._t0 = time.monotonic()
+        #: "running", or "reconnecting" while a lost connection is being retried (read by the capture loop)
+        self.state = "running"
+        #: the latest reason a connection failed (one line, password masked)
+        self.last_error = ""
         first = self._connect_with_retries(lost=None)
         duration = self._container.duration
         self.live = not (self._format is None and self._url.lower().startswith("http") and duration)
@@ -102,9 +117,16 @@ class StreamSource(Source):
     def _open_once(self) -> Any:
         """Open the container and decode its first frame; FFmpeg errors propagate."""
         av = load_av()
-        # lavfi graphs do no I/O; ``realtime`` pacing must not count as a stalled read
-        self._ticking = self._format != "lavfi"
-        timeout = (self._options.open_timeout_s, read_tick_s(self._options.read_timeout_s)) if self._ticking else None
+        options = self._options
+        self._ticking = self._url.lower().startswith("rtsp")
+        if self._format == "lavfi":  # no I/O; ``realtime`` pacing must not count as a stalled read
+            timeout = None
+        elif self._ticking:
+            timeout = (options.open_timeout_s, read_tick_s(options.read_timeout_s))
+        elif "rw_timeout" in self._av_options:  # FFmpeg times the reads out; PyAV's timer is a backstop
+            timeout = (options.open_timeout_s, options.read_timeout_s + 1.0)
+        else:
+            timeout = (options.open_timeout_s, options.read_timeout_s)
         container = av.open(self._url, mode="r", format=self._format, options=self._av_options, timeout=timeout)
         try:
             if not container.streams.video:
@@ -147,11 +169,14 @@ class StreamSource(Source):
         started = time.monotonic()
         attempts = 1 + options.reconnect_attempts
         reason = ""
-        for attempt in range(attempts):
+        attempt = -1
+        while attempt + 1 < attempts:
+            attempt += 1
             if attempt:
                 delay = options.backoff_s(attempt)
-                log.warning("%s: %s; retry %d/%d in %.1f s", self._name, reason, attempt,
-                            options.reconnect_attempts, delay)
+                log.warning("%s: %s; retry %d/%s in %.1f s", self._name, reason, attempt,
+                            "inf" if options.reconnect_attempts == math.inf else options.reconnect_attempts,
+                            delay)
                 time.sleep(delay)
             tried = time.monotonic()
             try:
@@ -159,6 +184,7 @@ class StreamSource(Source):
             except av.error.FFmpegError as e:
                 self._stats["connect_failures"] += 1
                 reason = self._describe(e, opening=True, waited_s=time.monotonic() - tried)
+                self.last_error = reason
                 continue
             if lost is not None:
                 self._stats["reconnects"] += 1
@@ -178,8 +204,8 @@ class StreamSource(Source):
             if isinstance(error, av.error.ExitError) or waited_s >= 0.95 * options.open_timeout_s:
                 return (f"no answer within the timeouts (open {options.open_timeout_s:g} s, "
                         f"read {options.read_timeout_s:g} s)")
-        elif isinstance(error, av.error.ExitError):  # PyAV's read timeout interrupted FFmpeg
-            return f"no data within {options.read_timeout_s:g} s"
+        elif isinstance(error, av.error.ExitError) or getattr(error, "errno", None) == errno.ETIMEDOUT:
+            return f"no data within {options.read_timeout_s:g} s"  # our clock, PyAV's timer or FFmpeg's rw_timeout
         return redact_text(_reason(error))
 
     def frames(self) -> Iterator[tuple[np.ndarray, float | None]]:
@@ -202,7 +228,9 @@ class StreamSource(Source):
                 log.warning("%s: connection lost (%s) after %d frames; reconnecting", self._name, lost,
                             self._stats["frames_decoded"])
                 self._close_container()
+                self.state, self.last_error = "reconnecting", f"connection lost ({lost})"
                 frame = self._connect_with_retries(lost=lost)
+                self.state = "running"
 
     def _close_container(self) -> None:
         container, self._container, self._decoded, self._stream = self._container, None, None, None
@@ -222,6 +250,8 @@ def open_network_stream(spec: str, source_id: int, options: SourceOptions) -> St
     av_options = {"analyzeduration": str(int(options.analyzeduration_s * 1e6))}
     if spec.lower().startswith("rtsp"):
         av_options["rtsp_transport"] = options.rtsp_transport
+    else:  # http(s): FFmpeg's I/O timeout in microseconds (see the module docstring)
+        av_options["rw_timeout"] = str(int(options.read_timeout_s * 1e6))
     return StreamSource(spec, source_id, options, url=spec, av_format=None, av_options=av_options, reconnect=True)
 
 

@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 import traceback
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -33,11 +33,15 @@ log = logging.getLogger(__name__)
 
 def run_inline(pipeline: PipelineConfig, stage_specs: list[list[dict]], sources: list[Any],
                starts: list[StreamStart], max_frames: int | None, progress: ProgressBar | None,
-               signals: StopSignals) -> RunResult:
-    """Run over already-opened sources (closed here); see :func:`streampose.runtime.run_pipeline`."""
+               signals: StopSignals, build: Callable[..., Any] = build_step) -> RunResult:
+    """Run over already-opened sources (closed here); see :func:`streampose.runtime.run_pipeline`.
+
+    build: ``(spec, key_path) -> Step``, the step factory (``build_step`` unless
+    the caller keeps models loaded across runs).
+    """
     t_start = time.monotonic()
     stats = RunStats(started=t_start)
-    result = RunResult(stats)
+    result = RunResult(stats, num_sources=len(sources))
     images: dict[int, np.ndarray] = {}
     n = len(sources)
     stop_asked = threading.Event()
@@ -50,7 +54,7 @@ def run_inline(pipeline: PipelineConfig, stage_specs: list[list[dict]], sources:
 
     runners: list[StageRunner] = []
     for i, stage in enumerate(pipeline.stages):
-        steps = [build_step(spec, key_path=f"stages[{i}].steps[{j}]") for j, spec in enumerate(stage_specs[i])]
+        steps = [build(spec, key_path=f"stages[{i}].steps[{j}]") for j, spec in enumerate(stage_specs[i])]
         runners.append(StageRunner(stage.name, steps, stage.batch_size, n, pixels, release,
                                    is_last=i == len(pipeline.stages) - 1, on_stop_request=stop_asked.set))
     capture_stats = [StageStats(f"capture[{i}]") for i in range(n)]
@@ -60,7 +64,9 @@ def run_inline(pipeline: PipelineConfig, stage_specs: list[list[dict]], sources:
     for reader in readers:
         reader.handoff.capacity = max(reader.handoff.capacity, max_batch)
     sent = [0] * n
+    last = runners[-1]
     active = set(range(n))
+    turn = -1
 
     def feed(items: list[Any]) -> None:
         for runner in runners:
@@ -95,16 +101,24 @@ def run_inline(pipeline: PipelineConfig, stage_specs: list[list[dict]], sources:
                 active.clear()
                 break
             batch: list[Any] = []
-            for i in sorted(active):
+            order = sorted(active)
+            turn = (turn + 1) % len(order)
+            for i in order[turn:] + order[:turn]:  # sources take turns at opening a batch
                 while len(batch) < max_batch:
-                    item = readers[i].get(0)
+                    # An offline source's batches are always full (until its end), whatever the decoding
+                    # speed: batched models give last-bit differences for other batch sizes, and a run must
+                    # give the same results on a busy machine or as a Ray actor as on an idle one.
+                    item = readers[i].get(0 if readers[i].live else 0.1)
                     if item is None:
-                        break
+                        if readers[i].live or signals.reason or stop_asked.is_set():
+                            break
+                        continue
                     if isinstance(item, SourceEnd):
                         if item.crash:
                             raise StageFailed(f"capture[{i}]", item.crash)
                         if item.error:
-                            result.source_errors.append(item.error)
+                            result.add_source_failure(i, item.error, starts[i].live)
+                            stats.failed_sources[last.source_label(i)] = item.error
                         batch.append(EndOfStream(i, starts[i].source_name, sent[i], item.error))
                         active.discard(i)
                         break
@@ -140,6 +154,8 @@ def run_inline(pipeline: PipelineConfig, stage_specs: list[list[dict]], sources:
         stats.stages = capture_stats + [r.stats for r in runners]
         stats.latency = last.latency
         stats.frames_done = last.frames_done_by_name()
+        stats.source_latency = last.latency_by_name()
+        stats.num_sources = n
         stats.first_capture, stats.last_done = last.first_capture, last.last_done
         stats.warm_done, stats.warm_frames = last.warm_done, last.warm_frames
         stats.wall_s = time.monotonic() - t_start

@@ -16,6 +16,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..errors import StopRequested
+from ..io.urls import redact_text
 from ..records import EndOfStream, Frame, FramePacket, StreamStart
 from ..step import Step
 from .edges import drop_stale
@@ -32,6 +33,9 @@ class StageRunner:
     dropped packets, and after processing when ``is_last``). on_stop_request()
     is called once when a step raises StopRequested. ``done`` turns true once
     the end of every one of ``num_sources`` sources went through.
+    telemetry (optional): a TelemetryBuffer filled as frames go (counters,
+    step timings, latencies); preview (optional, last stage): a
+    PreviewEncoder offered every finished, annotated frame.
     """
 
     def __init__(self, name: str, steps: list[Step], batch_size: int, num_sources: int,
@@ -48,6 +52,7 @@ class StageRunner:
         self.on_stop_request = on_stop_request
         self.stats = StageStats(name, busy_s={s.type_name or type(s).__name__: 0.0 for s in steps})
         self.latency = LatencyHistogram()
+        self.source_latency: dict[int, LatencyHistogram] = {}
         self.frames_done: dict[int, int] = {}
         self.source_names: dict[int, str] = {}
         self.first_capture: float | None = None
@@ -59,13 +64,24 @@ class StageRunner:
         self.ended_sources: set[int] = set()
         self.stop_requested = False
         self.current_step = ""
+        self.telemetry: Any = None
+        self.preview: Any = None
         self._started: list[Step] = []
 
-    def frames_done_by_name(self) -> dict[str, int]:
-        """Finished frames per source name (``name [id]`` when two sources share a name)."""
+    def source_label(self, source_id: int) -> str:
+        """A source's name in summaries, password masked (``name [id]`` when two sources share a name)."""
         names = list(self.source_names.values())
-        return {(name if names.count(name) == 1 else f"{name} [{sid}]"): self.frames_done.get(sid, 0)
-                for sid, name in sorted(self.source_names.items())}
+        name = self.source_names.get(source_id, f"source {source_id}")
+        label = redact_text(name)
+        return label if names.count(name) <= 1 else f"{label} [{source_id}]"
+
+    def frames_done_by_name(self) -> dict[str, int]:
+        """Finished frames per source label (see :meth:`source_label`)."""
+        return {self.source_label(sid): self.frames_done.get(sid, 0) for sid in sorted(self.source_names)}
+
+    def latency_by_name(self) -> dict[str, LatencyHistogram]:
+        """Capture → sink latencies per source label."""
+        return {self.source_label(sid): h for sid, h in sorted(self.source_latency.items())}
 
     @property
     def done(self) -> bool:
@@ -85,6 +101,8 @@ class StageRunner:
         items, dropped = drop_stale(items, self.live_sources)
         for packet in dropped:
             self.release(packet)
+            if self.telemetry is not None:
+                self.telemetry.add_dropped(packet.source_id)
         self.stats.dropped += len(dropped)
         out: list[Any] = []
         batch: list[FramePacket] = []
@@ -143,16 +161,28 @@ class StageRunner:
                                    "process() must return every frame it was given, in order")
             frames = result
             self.stats.busy_s[name] = self.stats.busy_s.get(name, 0.0) + dt
+            if self.telemetry is not None:
+                self.telemetry.add_step(name, 1000.0 * dt / n, n)
             for frame in frames:
                 frame.packet.timings[name] = frame.packet.timings.get(name, 0.0) + dt / n
         self.current_step = ""
         self.stats.frames_out += n
         packets = [f.packet for f in frames]
         if not self.is_last:
+            if self.telemetry is not None:
+                for p in packets:
+                    self.telemetry.add_done(p, None)
             return packets
         now = time.monotonic()
+        if self.preview is not None:
+            for f in frames:
+                self.preview.offer(f.packet.source_id, f.image)
         for p in packets:
-            self.latency.add(1000.0 * (now - p.capture_time))
+            latency_ms = 1000.0 * (now - p.capture_time)
+            self.latency.add(latency_ms)
+            self.source_latency.setdefault(p.source_id, LatencyHistogram()).add(latency_ms)
+            if self.telemetry is not None:
+                self.telemetry.add_done(p, latency_ms)
             self.frames_done[p.source_id] = self.frames_done.get(p.source_id, 0) + 1
             if self.first_capture is None or p.capture_time < self.first_capture:
                 self.first_capture = p.capture_time

@@ -98,6 +98,12 @@ class RunStats:
     stages: list[StageStats] = field(default_factory=list)
     latency: LatencyHistogram = field(default_factory=LatencyHistogram)
     frames_done: dict[str, int] = field(default_factory=dict)
+    #: capture → sink latency per source (same keys as frames_done)
+    source_latency: dict[str, LatencyHistogram] = field(default_factory=dict)
+    #: one-line reasons of the sources that failed, by source label
+    failed_sources: dict[str, str] = field(default_factory=dict)
+    #: sources given to the run (some may never have started)
+    num_sources: int = 0
     first_capture: float | None = None
     last_done: float | None = None
     wall_s: float = 0.0
@@ -159,6 +165,16 @@ class RunStats:
         p50, p99 = self.latency.percentile(50), self.latency.percentile(99)
         if p50 is not None:
             lines.append(f"latency capture->sink: p50 {p50:.1f} ms, p99 {p99:.1f} ms")
+        if len(self.frames_done) > 1:
+            for name, frames in self.frames_done.items():
+                hist = self.source_latency.get(name)
+                lat = (f", p50 {hist.percentile(50):.1f} ms, p99 {hist.percentile(99):.1f} ms"
+                       if hist is not None and hist.count else "")
+                lines.append(f"  {name}: {frames} frames{lat}")
+        if self.failed_sources:
+            n, total = len(self.failed_sources), max(len(self.failed_sources), self.num_sources, n_src)
+            lines.append(f"{n} of {total} source{'s' if total != 1 else ''} failed:")
+            lines += [f"  {name}: {reason}" for name, reason in self.failed_sources.items()]
         header = f"{'stage / step':<22}{'in':>8}{'out':>8}{'dropped':>9}{'ms/frame':>10}{'wait in s':>11}{'wait out s':>12}"
         lines.append(header)
         for s in self.stages:

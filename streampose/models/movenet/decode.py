@@ -42,12 +42,14 @@ def decode_single_pose(
     offsets: torch.Tensor,
     regress: torch.Tensor,
     rounding: Rounding | None = None,
+    distance_bias: float = DISTANCE_BIAS,
 ) -> torch.Tensor:
     """Head maps → keypoints (B, K, 3) float32 rows of (y, x, score), y/x normalised to [0, 1].
 
     center: (B, 1, G, G) sigmoid; heatmaps: (B, K, G, G) sigmoid; offsets and
     regress: (B, 2K, G, G), channels (dy, dx) per keypoint, in cells.
     rounding: see the module docstring; None computes in plain float.
+    distance_bias: the constant added to distances (the Thunder graph stores 1.8 as float16).
     """
     r = rounding or _no_rounding
     b, k, h, w = heatmaps.shape
@@ -60,7 +62,7 @@ def decode_single_pose(
     exact_y = torch.arange(h, device=device, dtype=dtype).view(-1, 1)
     exact_x = torch.arange(w, device=device, dtype=dtype).view(1, -1)
     centre_weight = r("centre_weight", 1.0 / (torch.sqrt((exact_y - h // 2) ** 2 + (exact_x - w // 2) ** 2)
-                                              + DISTANCE_BIAS))
+                                              + distance_bias))
     weighted = r("weighted_centre", center[:, 0] * centre_weight)
     flat = weighted.reshape(b, -1).argmax(dim=1)
     cy, cx = flat // w, flat % w
@@ -74,7 +76,7 @@ def decode_single_pose(
     delta_y = r("delta_y", grid_y - rough_y.view(b, k, 1, 1))
     delta_x = r("delta_x", grid_x - rough_x.view(b, k, 1, 1))
     distance_sq = r("distance_sq", r("delta_y_sq", delta_y * delta_y) + r("delta_x_sq", delta_x * delta_x))
-    distance = r("distance_biased", r("distance", torch.sqrt(distance_sq)) + DISTANCE_BIAS)
+    distance = r("distance_biased", r("distance", torch.sqrt(distance_sq)) + distance_bias)
     divided = r("divided_heatmaps", heatmaps / distance)
     flat_k = divided.reshape(b, k, -1).argmax(dim=2)
     ky, kx = flat_k // w, flat_k % w

@@ -33,6 +33,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -40,20 +41,42 @@ from torch.nn import functional as F
 from ...keypoint_sets import COCO_17
 
 
+#: input normalisation of the Lightning release: ``(rgb - INPUT_MEAN) / INPUT_STD``, rgb in 0-255.
+INPUT_MEAN = 127.0
+INPUT_STD = 127.5
+
+
 @dataclass(frozen=True)
 class MoveNetSpec:
-    """A MoveNet single-pose variant: square input size and keypoint count."""
+    """A MoveNet single-pose variant.
+
+    input_size: square input in pixels; width: MobileNetV2 width multiplier
+    (1.0 Lightning, 1.75 Thunder); input_mean / input_std: the graph's input
+    normalisation ``(rgb - mean) / std`` (rgb 0-255); distance_bias and
+    float16_centre_weight: the decoding constants as the graph stores them.
+    """
 
     input_size: int = 192
     num_keypoints: int = COCO_17.num_keypoints
     head_channels: int = 96
+    width: float = 1.0
+    input_mean: float = INPUT_MEAN
+    input_std: float = INPUT_STD
+    distance_bias: float = 1.8
+    float16_centre_weight: bool = False
 
 
-#: input normalisation of the release: ``(rgb - INPUT_MEAN) / INPUT_STD``, rgb in 0-255.
-INPUT_MEAN = 127.0
-INPUT_STD = 127.5
+# The Thunder graph (float16 constants) normalises as rgb * float16(1 / 127.5) - 1, i.e. (rgb - 1 / s) / (1 / s).
+_THUNDER_INPUT_SCALE = 1.0 / float(np.float16(1 / 127.5))
 
-VARIANTS: dict[str, MoveNetSpec] = {"lightning": MoveNetSpec(input_size=192)}
+
+VARIANTS: dict[str, MoveNetSpec] = {
+    "lightning": MoveNetSpec(input_size=192),
+    # tfhub.dev/google/movenet/singlepose/thunder/4 as TF.js stores it (constants checked by the converter).
+    "thunder": MoveNetSpec(input_size=256, width=1.75, input_mean=_THUNDER_INPUT_SCALE,
+                           input_std=_THUNDER_INPUT_SCALE, distance_bias=float(np.float16(1.8)),
+                           float16_centre_weight=True),
+}
 
 # MobileNetV2 inverted-residual settings (expansion t, channels c, repeats n, first stride s),
 # Sandler et al. 2018, Table 2.
@@ -112,19 +135,32 @@ class InvertedResidual(nn.Module):
         return x + y if self.residual else y
 
 
-class MobileNetV2Features(nn.Module):
-    """Returns feature maps at strides 4, 8, 16 and 32 (24, 32, 64 and 1280 channels)."""
+def make_divisible(value: float, divisor: int = 8) -> int:
+    """Keras MobileNetV2's channel rounding (nearest multiple of 8, never below 90% of ``value``)."""
+    rounded = max(divisor, int(value + divisor / 2) // divisor * divisor)
+    return rounded + divisor if rounded < 0.9 * value else rounded
 
-    def __init__(self) -> None:
+
+class MobileNetV2Features(nn.Module):
+    """Returns feature maps at strides 4, 8, 16 and 32 (width 1.0: 24, 32, 64 and 1280 channels).
+
+    width: the multiplier of every block's channels (Keras ``alpha``); the
+    last 1x1 convolution keeps 1280 channels in both releases.
+    """
+
+    def __init__(self, width: float = 1.0) -> None:
         super().__init__()
-        self.stem = ConvAct(3, 32, 3, 2, act="relu6")
-        blocks, in_ch = [], 32
+        stem = make_divisible(32 * width)
+        self.stem = ConvAct(3, stem, 3, 2, act="relu6")
+        blocks, in_ch = [], stem
         for t, c, n, s in _MOBILENET_V2:
+            out_ch = make_divisible(c * width)
             for i in range(n):
-                blocks.append(InvertedResidual(in_ch, c, s if i == 0 else 1, t))
-                in_ch = c
+                blocks.append(InvertedResidual(in_ch, out_ch, s if i == 0 else 1, t))
+                in_ch = out_ch
         self.blocks = nn.ModuleList(blocks)
         self.last = ConvAct(in_ch, 1280, 1, act="relu6")
+        self.tap_channels = tuple(blocks[i].project.conv.out_channels for i in _TAPS) + (1280,)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         x = self.stem(x)
@@ -152,9 +188,9 @@ class SeparableConv(nn.Module):
 class FPN(nn.Module):
     """Top-down merge of the four backbone maps into one stride-4, 24-channel map."""
 
-    def __init__(self) -> None:
+    def __init__(self, tap_channels: tuple[int, int, int, int] = (24, 32, 64, 1280)) -> None:
         super().__init__()
-        self.lateral = nn.ModuleList([ConvAct(24, 24), ConvAct(32, 32), ConvAct(64, 64), ConvAct(1280, 64)])
+        self.lateral = nn.ModuleList([ConvAct(c, out) for c, out in zip(tap_channels, (24, 32, 64, 64))])
         self.smooth = nn.ModuleList([SeparableConv(24, 24), SeparableConv(32, 24), SeparableConv(64, 32)])
 
     def forward(self, feats: list[torch.Tensor]) -> torch.Tensor:
@@ -185,8 +221,10 @@ class MoveNetNet(nn.Module):
         super().__init__()
         self.spec = spec
         k, hidden = spec.num_keypoints, spec.head_channels
-        self.backbone = MobileNetV2Features()
-        self.fpn = FPN()
+        if spec.float16_centre_weight:
+            self.decode_rounding = _float16_centre_weight
+        self.backbone = MobileNetV2Features(spec.width)
+        self.fpn = FPN(self.backbone.tap_channels)
         self.center = Head(24, hidden, 1)
         self.keypoint_heatmap = Head(24, hidden, k)
         self.keypoint_offset = Head(24, hidden, 2 * k)
@@ -196,6 +234,11 @@ class MoveNetNet(nn.Module):
         x = self.fpn(self.backbone(images))
         return (self.center(x).sigmoid(), self.keypoint_heatmap(x).sigmoid(),
                 self.keypoint_offset(x), self.keypoint_regress(x))
+
+
+def _float16_centre_weight(name: str, tensor: torch.Tensor) -> torch.Tensor:
+    """The Thunder graph stores the centre weighting as a float16 constant; everything else is float32."""
+    return tensor.half().float() if name == "centre_weight" else tensor
 
 
 class MoveNetSinglePose(nn.Module):
@@ -208,7 +251,9 @@ class MoveNetSinglePose(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         from .decode import decode_single_pose
 
-        return decode_single_pose(*self.net((images - INPUT_MEAN) / INPUT_STD))
+        spec = self.net.spec
+        return decode_single_pose(*self.net((images - spec.input_mean) / spec.input_std),
+                                  rounding=getattr(self.net, "decode_rounding", None), distance_bias=spec.distance_bias)
 
 
 def build_movenet(variant: str = "lightning") -> MoveNetNet:

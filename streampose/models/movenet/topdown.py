@@ -32,8 +32,8 @@ import numpy as np
 
 from ...records import COCO_FLIP_INDEX
 from ..protocols import CropKeypoints, CropSpec
-from ..checkpoint import load_exactly, load_state_dict_file
-from .network import INPUT_MEAN, INPUT_STD, VARIANTS, build_movenet
+from ..checkpoint import load_exactly, load_state_dict_file, shapes_match
+from .network import VARIANTS, build_movenet
 
 DEFAULT_POSE_WEIGHTS = "weights/movenet_lightning.pth"
 
@@ -46,9 +46,10 @@ def quantization_file(weights: str | Path) -> Path:
 
 def movenet_crop(variant: str = "lightning") -> CropSpec:
     """The crops a MoveNet variant takes."""
-    size = VARIANTS[variant].input_size
-    return CropSpec(input_size_wh=(size, size), padding=1.25, mean=(INPUT_MEAN / 255,) * 3,
-                    std=(INPUT_STD / 255,) * 3, rgb=True)
+    spec = VARIANTS[variant]
+    size = spec.input_size
+    return CropSpec(input_size_wh=(size, size), padding=1.25, mean=(spec.input_mean / 255,) * 3,
+                    std=(spec.input_std / 255,) * 3, rgb=True)
 
 
 class MoveNetTopDownModel:
@@ -82,7 +83,8 @@ class MoveNetTopDownModel:
         from .decode import decode_single_pose
 
         with torch.inference_mode():
-            yxs = decode_single_pose(*maps, rounding=getattr(self.network, "decode_rounding", None)).cpu().numpy()
+            yxs = decode_single_pose(*maps, rounding=getattr(self.network, "decode_rounding", None),
+                                     distance_bias=self.network.spec.distance_bias).cpu().numpy()
         w, h = self.crop.input_size_wh
         coords = np.stack((yxs[..., 1] * w, yxs[..., 0] * h), axis=-1).astype(np.float32)
         scores = yxs[..., 2].astype(np.float32)
@@ -101,9 +103,10 @@ class MoveNetTopDownModel:
 
 def load_movenet_topdown(path: str | Path = DEFAULT_POSE_WEIGHTS, *, flip_test: bool = False,
                          quantized: bool = False, device="cpu") -> MoveNetTopDownModel:
-    """MoveNet Lightning from a converted state dict (``scripts/convert_movenet.py``).
+    """MoveNet (Lightning or Thunder, told apart by the tensors' shapes) from a converted state dict
+    (``scripts/convert_movenet.py``, ``scripts/convert_movenet_tfjs.py``).
 
-    quantized: run the int8-faithful network, with the grids of
+    quantized: run the int8-faithful network (Lightning), with the grids of
     :func:`quantization_file` (written by the same script).
     Raises UserError / CheckpointError (one line) for a missing or unfit file.
     """
@@ -112,10 +115,14 @@ def load_movenet_topdown(path: str | Path = DEFAULT_POSE_WEIGHTS, *, flip_test: 
     from ...errors import CheckpointError
     from .int8 import MoveNetInt8
 
-    hint = "convert the TFLite file with scripts/convert_movenet.py"
+    hint = "convert Google's release with scripts/convert_movenet.py or scripts/convert_movenet_tfjs.py"
     state = load_state_dict_file(path, "MoveNet weights", hint)
-    network = build_movenet("lightning")
+    variant = next((v for v in VARIANTS if shapes_match(build_movenet(v), state)), "lightning")
+    network = build_movenet(variant)
     load_exactly(network, state, path, "MoveNet weights")
+    if quantized and variant != "lightning":
+        raise CheckpointError(f"quantized: the int8-faithful mode is for MoveNet Lightning; {str(path)!r} is "
+                              f"{variant}; set quantized = false")
     if quantized:
         quant_path = quantization_file(path)
         quant = load_state_dict_file(quant_path, "MoveNet int8 grids", hint)
@@ -123,4 +130,4 @@ def load_movenet_topdown(path: str | Path = DEFAULT_POSE_WEIGHTS, *, flip_test: 
             network = MoveNetInt8(network, quant)
         except ValueError as e:
             raise CheckpointError(f"MoveNet int8 grids {str(quant_path)!r} do not fit {str(path)!r}: {e}") from e
-    return MoveNetTopDownModel(network.to(torch.device(device)), flip_test=flip_test)
+    return MoveNetTopDownModel(network.to(torch.device(device)), variant, flip_test=flip_test)
