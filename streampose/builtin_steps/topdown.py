@@ -51,7 +51,7 @@ class TopDownPoseOptions:
     GPU fast path (streampose.gpu; see BENCHMARKS.md "GPU fast path"):
     precision: fp32, fp16 (CUDA) or bf16 autocast (CPUs: AMX or
     AVX512-BF16 only), auto: fp32; channels_last: NHWC
-    convolutions; cudnn_benchmark: cuDNN autotuning, set in start();
+    convolutions (unset: on the CPU, where they are faster, off on CUDA); cudnn_benchmark: cuDNN autotuning, set in start();
     crops_on_device / decode_on_device: crops by grid_sample from the
     uploaded frame / argmax decoding in torch (unset: on with CUDA; true
     forces them on the CPU too); compile: torch.compile the network
@@ -71,7 +71,7 @@ class TopDownPoseOptions:
     device: str = "auto"
     precision: Literal["auto", "fp32", "fp16", "bf16"] = "auto"
     backend: Literal["torch", "onnxruntime", "openvino", "tensorrt"] = "torch"
-    channels_last: bool = False
+    channels_last: bool | None = None
     cudnn_benchmark: bool = False
     crops_on_device: bool | None = None
     decode_on_device: bool | None = None
@@ -108,7 +108,7 @@ class TopDownPoseStep(Step):
             except ValueError as e:
                 raise ConfigError(f"topdown_pose: {e}") from e
         set_torch_threads(o.threads)
-        from ..gpu.acceleration import accelerate_network, configure_cudnn
+        from ..gpu.acceleration import accelerate_network, configure_cudnn, default_channels_last
 
         configure_cudnn(o.cudnn_benchmark)
         self.estimator = TopDownEstimator.from_checkpoint(o.weights, flip_test=o.flip_test, use_dark=o.use_dark,
@@ -123,10 +123,11 @@ class TopDownPoseStep(Step):
                                             device=model.device, model_name="hrnet", threads=o.threads,
                                             input_shape_chw=(3, *model.crop.input_size_wh[::-1]))
             return
+        channels_last = default_channels_last(model.device) if o.channels_last is None else o.channels_last
         try:
             precision = resolve_precision(o.precision, model.device)  # auto: fp32 (HRNet bf16 AP not measured)
             model.network = accelerate_network(model.network, precision=precision,
-                                               channels_last=o.channels_last, compile=o.compile)
+                                               channels_last=channels_last, compile=o.compile)
         except (ValueError, ConfigError) as e:  # fp16 on a CPU, bf16 on a CPU without it
             raise ConfigError(f"topdown_pose: {e}") from e
 

@@ -85,12 +85,28 @@ class AcceleratedNetwork(torch.nn.Module):
             return _float32(self.inner(x))
 
 
-def network_in_precision(network, precision: str, device, bf16_default_on_cpu: bool = False):
+def default_channels_last(device) -> bool:
+    """Whether a step runs its convolutions channels-last when its options do not say.
+
+    On the CPU, yes: oneDNN's NHWC convolutions measured 1.25x (HRNet-w32) to 2.3x
+    (YOLOv5n) faster in fp32 than NCHW here, 2.8-3.2x with bf16 (BENCHMARKS.md
+    "Channels-last on the CPU", ``scripts/bench_channels_last.py``). On CUDA it is
+    not measured, so the NCHW default stays.
+    """
+    return getattr(device, "type", str(device).split(":")[0]) == "cpu"
+
+
+def network_in_precision(network, precision: str, device, bf16_default_on_cpu: bool = False,
+                         channels_last: bool | None = None):
     """``network`` run in a step's ``precision`` option, resolved for ``device``
-    (:func:`streampose.device.resolve_precision`: ConfigError where the device lacks it)."""
+    (:func:`streampose.device.resolve_precision`: ConfigError where the device lacks it),
+    channels-last where ``channels_last`` says (None: :func:`default_channels_last`)."""
     from ..device import resolve_precision
 
-    return accelerate_network(network, precision=resolve_precision(precision, device, bf16_default_on_cpu))
+    if channels_last is None:
+        channels_last = default_channels_last(device)
+    return accelerate_network(network, precision=resolve_precision(precision, device, bf16_default_on_cpu),
+                              channels_last=channels_last)
 
 
 def accelerate_network(network, *, precision: str = "fp32", channels_last: bool = False,
