@@ -76,7 +76,7 @@ def make_frames(num_people: int, count: int, size_wh, occluded: float, rng, clut
     """Rendered (heatmaps, tags (J, H, W, 1)) frames with ``num_people`` people each."""
     import numpy as np
 
-    from streampose.bottomup.synthetic import TAG_NOISE_STD, TAG_STEP, random_people, render_maps
+    from streampose.models.higherhrnet.synthetic import TAG_NOISE_STD, TAG_STEP, random_people, render_maps
 
     frames = []
     for _ in range(count):
@@ -129,8 +129,8 @@ def main(argv=None) -> int:
     import torch
 
     torch.set_num_threads(1)
-    from streampose.bottomup import grouping as G
-    from streampose.bottomup import grouping_reference as R
+    from streampose.models.higherhrnet import grouping as G
+    from streampose.models.higherhrnet import grouping_reference as R
 
     rng = np.random.default_rng(args.seed)
     size_wh = tuple(args.size)

@@ -61,7 +61,7 @@ def test_recipe_weights_in_the_crowdpose_release_layout_load(width):
 
 
 def test_crowdpose_estimator_returns_14_keypoints(shared_dir):
-    from streampose.bottomup import HigherHRNetEstimator
+    from streampose.models.higherhrnet import HigherHRNetEstimator
 
     # Flip test on: the 14-channel maps are flipped back with the CrowdPose flip index.
     estimator = HigherHRNetEstimator.from_checkpoint(recipe_crowdpose_checkpoint(32), device="cpu", input_size=128)

@@ -1,9 +1,10 @@
 """``streampose batch`` on a real 3-node local Ray cluster (``ray.cluster_utils.Cluster``).
 
-One cluster serves the module (started once: it takes seconds on 2 cores);
-tests run in file order and the node-removal test, which shrinks the
-cluster, comes last. The single-machine results they compare with are plain
-inline runs of the same pipeline on the same source strings.
+One cluster serves the module (started once: it takes seconds on 2 cores),
+and every test starts on its 3 live nodes: the node-removal test shrinks it,
+so the ``cluster`` fixture adds a node back for the next test, whatever the
+order. The single-machine results they compare with are plain inline runs of
+the same pipeline on the same source strings.
 """
 
 from __future__ import annotations
@@ -29,21 +30,39 @@ from streampose.distributed.manifest import RunManifest  # noqa: E402
 BROKEN = "broken/truncated.mp4"
 
 
+NODES = 3
+NODE_ARGS = {"num_cpus": 2, "object_store_memory": OBJECT_STORE_BYTES}
+
+
 @pytest.fixture(scope="module")
-def cluster():
+def module_cluster():
     from ray.cluster_utils import Cluster
 
-    node_args = {"num_cpus": 2, "object_store_memory": OBJECT_STORE_BYTES}
-    cluster = Cluster(initialize_head=True, head_node_args=dict(node_args, include_dashboard=False))
+    cluster = Cluster(initialize_head=True, head_node_args=dict(NODE_ARGS, include_dashboard=False))
     try:
-        for _ in range(2):
-            cluster.add_node(**node_args)
+        for _ in range(NODES - 1):
+            cluster.add_node(**NODE_ARGS)
         cluster.wait_for_nodes()
         ray.init(address=cluster.address, log_to_driver=False, configure_logging=False)
         yield cluster
     finally:
         ray.shutdown()
         cluster.shutdown()
+
+
+@pytest.fixture
+def cluster(module_cluster):
+    """The module's cluster with all its 3 nodes live: a node a test removed is replaced before the next one.
+
+    Without this the node-removal test left 2 nodes behind, and the corpus test (work spread over
+    3 nodes) failed whenever it ran after it.
+    """
+    missing = NODES - len(module_cluster.list_all_nodes())
+    for _ in range(missing):
+        module_cluster.add_node(**NODE_ARGS)
+    if missing:
+        module_cluster.wait_for_nodes()
+    return module_cluster
 
 
 @pytest.fixture(scope="module")
@@ -201,7 +220,7 @@ def test_long_video_in_four_chunks_matches_the_single_run(cluster, shared_dir, p
 
 
 def test_node_removed_mid_run_items_complete_elsewhere(cluster, corpus, pipeline, reference, tmp_path):
-    """Last in the module: the cluster loses a node for good."""
+    """The cluster loses a worker node for good (the ``cluster`` fixture replaces it for later tests)."""
     pid_node: dict[int, str] = {}
     head_id = cluster.head_node.node_id
     removed: list[str] = []

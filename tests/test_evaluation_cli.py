@@ -88,7 +88,9 @@ def test_cli_evaluates_a_pipeline_pose_step(shared_dir, capsys):
     (["--images", "{coco}", "--annotations", "{ann}", "--pose-model", "{ckpt}", "--max-images", "0"],
      "must be at least 1"),
     (["--images", "{coco}", "--annotations", "{ann}", "--pose-model", "{ckpt}", "--det-conf", "2"],
-     "must be in [0, 1]"),
+     "argument --det-conf: must be between 0 and 1, got 2 (see --help)"),
+    (["--images", "{coco}", "--annotations", "{ann}", "--pose-model", "{ckpt}", "--det-conf", "x"],
+     "argument --det-conf: expected a number between 0 and 1, got 'x' (see --help)"),
 ])
 def test_cli_bad_input_is_one_line_exit_2(argv, message, shared_dir, hrnet_checkpoint, tmp_path, capsys):
     coco = shared_dir / "coco"

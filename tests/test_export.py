@@ -167,7 +167,8 @@ def test_backends_equal_keypoints_on_the_goldens_inputs(shared_dir, golden, mode
 
 def test_backends_on_the_higherhrnet_golden_input(shared_dir):
     g = np.load(shared_dir / "golden" / "higherhrnet_w32_512.npz")
-    network = registry.build("pose_higher_hrnet_w32_512", weights=recipe_checkpoint("pose_higher_hrnet_w32_512"))
+    model = registry.build("pose_higher_hrnet_w32_512", weights=recipe_checkpoint("pose_higher_hrnet_w32_512"))
+    network = model.network
     x = torch.from_numpy(g["bus_input"])
     for backend in BACKENDS:
         out = on_backend(network, backend, "cpu", "higherhrnet")(x)

@@ -13,7 +13,7 @@ from streampose.config import apply_overrides, load_pipeline
 from streampose.errors import ConfigError, UserError
 from streampose.keypoint_sets import keypoint_set
 from streampose.models import registry
-from streampose.models.protocols import CropKeypoints, Detector, TopDownPoseModel
+from streampose.models.protocols import BottomUpPoseModel, CropKeypoints, Detector, TopDownPoseModel
 from streampose.records import Detections
 
 ALL = list(registry.MODELS)
@@ -42,8 +42,11 @@ def _tiny_forward(model, entry):
         assert model.num_keypoints == 17 and entry.keypoints == "coco17"
         assert np.isfinite(out.coords).all()
     else:
+        assert isinstance(model, BottomUpPoseModel)
         k = keypoint_set(entry.keypoints).num_keypoints  # 17 (COCO) or 14 (CrowdPose)
-        heatmaps = model(torch.randn(1, 3, 64, 64))
+        # The network alone: a whole frame through the official resize is seconds on a CPU, and
+        # predict_batch is tested on real weights in test_higherhrnet_estimator.py.
+        heatmaps = model.network(torch.randn(1, 3, 64, 64))
         assert heatmaps[0].shape[:2] == (1, 2 * k)  # k heatmaps + k tag maps at 1/4
         assert heatmaps[1].shape[:2] == (1, k)  # k heatmaps at 1/2
 

@@ -1,7 +1,7 @@
 """Pipeline step ``higherhrnet_pose``: bottom-up multi-person pose with HigherHRNet.
 
 No detector is needed: every frame of the batch goes through
-:class:`~streampose.bottomup.estimator.HigherHRNetEstimator` (frames of the
+:class:`~streampose.models.higherhrnet.bottomup.HigherHRNetEstimator` (frames of the
 same size share a network batch) and ``packet.poses`` gets the people found,
 in frame pixels, with boxes spanning their keypoints::
 
@@ -92,7 +92,7 @@ class HigherHRNetPoseStep(Step):
         self.estimator = None
 
     def start(self) -> None:
-        from ..bottomup.estimator import HigherHRNetEstimator
+        from ..models.higherhrnet import HigherHRNetEstimator
 
         o = self.options
         set_torch_threads(o.threads)

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from ..cli_args import EXIT_USER_ERROR, OneLineErrorParser, positive_int
+from ..cli_args import EXIT_USER_ERROR, OneLineErrorParser, fraction, positive_int
 from ..errors import UserError
 from .coco_eval import format_stats
 
@@ -48,16 +48,6 @@ examples:
   evaluate_coco.py --annotations ochuman_coco_format_test_range_0.00_1.00.json --results results.json \\
       --dataset ochuman
 """
-
-
-def _unit_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {value}")
-    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -92,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="detector weights for --boxes detector: YOLOv5 .pt or YOLOX .pth "
                             "(with --pipeline: the detector step's weights)")
     boxes.add_argument("--img-size", type=positive_int, metavar="N", help="detector input size")
-    boxes.add_argument("--det-conf", type=_unit_float, metavar="S",
+    boxes.add_argument("--det-conf", type=fraction, metavar="S",
                        help="detector score threshold (default the detector's own)")
     out = parser.add_argument_group("output")
     out.add_argument("--results-out", metavar="PATH", help="write the COCO keypoint results JSON there")

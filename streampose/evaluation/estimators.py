@@ -2,7 +2,8 @@
 
 - :func:`estimator_from_checkpoint`: an HRNet / SimDR checkpoint → the
   library's :class:`~streampose.topdown.estimator.TopDownEstimator`, a
-  HigherHRNet one → :class:`~streampose.bottomup.estimator.HigherHRNetEstimator`;
+  HigherHRNet one → its registry model, a
+  :class:`~streampose.models.protocols.BottomUpPoseModel`;
 - :func:`detector_from_weights`: a YOLOv5 ``.pt`` or a YOLOX state dict
   (``.pth``) → a detector with ``predict(image) -> Detections``;
 - :func:`steps_from_pipeline`: the pose (and detector) steps of a
@@ -60,20 +61,19 @@ def estimator_from_checkpoint(path: str | Path, *, flip_test: bool = True,
     """The library's estimator for a pose checkpoint, and its kind.
 
     HRNet / SimDR / MoveNet → ``(TopDownEstimator, "topdown")``; HigherHRNet →
-    ``(HigherHRNetEstimator, "bottomup")`` with the model's own input size.
+    ``(HigherHRNetEstimator, "bottomup")`` with the model's own input size (each the
+    registry's model of the file).
     Raises UserError / CheckpointError (one line) for a missing or unfit file.
     """
     from ..device import resolve_device
+    from ..models.registry import build
 
     found = _recognised(path, ("topdown", "bottomup"), "--pose-model")
+    model = build(found.model_name, weights=path, device=resolve_device(device), flip_test=flip_test)
     if found.role == "bottomup":
-        from ..bottomup.estimator import HigherHRNetEstimator
-
-        return HigherHRNetEstimator.from_checkpoint(path, flip_test=flip_test, device=device), "bottomup"
-    from ..models.registry import build
+        return model, "bottomup"
     from ..topdown.estimator import TopDownEstimator
 
-    model = build(found.model_name, weights=path, device=resolve_device(device), flip_test=flip_test)
     return TopDownEstimator(model), "topdown"
 
 

@@ -3,8 +3,9 @@
 - :mod:`.registry`: every model the project knows (``streampose models`` lists it), ``build(name)``;
 - :mod:`.recognise`: which family / registry entry a weights file holds, by its contents;
 - :mod:`.protocols`: ``Detector``, ``TopDownPoseModel``, ``BottomUpPoseModel``;
-- family packages: :mod:`.yolov5`, :mod:`.yolox`, :mod:`.hrnet` (HRNet, SimDR, HigherHRNet),
-  :mod:`.movenet`; each holds its network, checkpoint reading/remapping, decoders and adapter;
+- family packages: :mod:`.yolov5`, :mod:`.yolox`, :mod:`.hrnet` (HRNet, SimDR), :mod:`.higherhrnet`,
+  :mod:`.movenet`; each holds its network, checkpoint reading/remapping, decoders and adapter
+  (HigherHRNet's network and checkpoint reader are :mod:`.hrnet`'s, which it extends);
 - :mod:`.checkpoint`: safe state-dict reading shared by the families.
 
 Importing this package is cheap: the torch-based modules are imported on

@@ -67,7 +67,7 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (
            "leeyegy/SimDR or sithu31296/pose-estimation releases)", "streampose.models.hrnet:build"),
     Family("higherhrnet", "HigherHRNet", "bottomup", "higherhrnet_pose",
            "see weights/README.md 'HigherHRNet' (HRNet/HigherHRNet-Human-Pose-Estimation releases)",
-           "streampose.models.hrnet:build"),
+           "streampose.models.higherhrnet:build"),
     Family("movenet", "MoveNet", "topdown", "movenet_pose",
            "convert Google's release with scripts/convert_movenet.py (weights/README.md)",
            "streampose.models.movenet:build"),
@@ -217,9 +217,8 @@ def build(name: str, *, weights: str | Path | None = None, device: str = "cpu", 
     """The model of a registry entry, ready to run.
 
     detector → a :class:`~streampose.models.protocols.Detector`; top-down →
-    a :class:`~streampose.models.protocols.TopDownPoseModel`; bottom-up
-    (HigherHRNet) → its network (the bottom-up flow,
-    :class:`streampose.bottomup.estimator.HigherHRNetEstimator`, adds grouping).
+    a :class:`~streampose.models.protocols.TopDownPoseModel`; bottom-up →
+    a :class:`~streampose.models.protocols.BottomUpPoseModel`.
     weights: a file instead of the entry's; options: the family loader's
     keyword options. Raises UserError naming the family and how to get the
     weights when the file is missing.

@@ -17,9 +17,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from streampose.bottomup import grouping as G
-from streampose.bottomup import grouping_reference as R
-from streampose.bottomup.synthetic import TAG_STEP, random_people, render_maps
+from streampose.models.higherhrnet import grouping as G
+from streampose.models.higherhrnet import grouping_reference as R
+from streampose.models.higherhrnet.synthetic import TAG_STEP, random_people, render_maps
 
 munkres = pytest.importorskip("munkres")
 

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from hrnet_recipe import recipe_checkpoint
-from streampose.bottomup import HigherHRNetEstimator
+from streampose.models.higherhrnet import HigherHRNetEstimator
 from streampose.errors import CheckpointError, ConfigError, UserError
 from streampose.records import Frame, FramePacket
 

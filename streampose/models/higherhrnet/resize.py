@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..geometry import get_affine_transform
+from ...geometry import get_affine_transform
 
 #: ImageNet statistics of the official ToTensor + Normalize, RGB order.
 IMAGENET_MEAN_RGB = (0.485, 0.456, 0.406)

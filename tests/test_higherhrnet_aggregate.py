@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from streampose.bottomup.aggregate import MapAccumulator, stage_maps
+from streampose.models.higherhrnet.aggregate import MapAccumulator, stage_maps
 from streampose.records import COCO_FLIP_INDEX
 
 NET_TOLERANCE = 1e-4

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..records import NUM_KEYPOINTS
+from ...records import NUM_KEYPOINTS
 from .resize import ResizeGeometry
 
 SIGMA = 2.0

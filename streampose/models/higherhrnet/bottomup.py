@@ -1,14 +1,16 @@
-"""HigherHRNet bottom-up pose estimation: frames in, :class:`~streampose.records.Poses` out.
+"""HigherHRNet adapter: frames in, :class:`~streampose.records.Poses` out (a
+:class:`~streampose.models.protocols.BottomUpPoseModel`).
 
 One call runs the official test pipeline of HRNet/HigherHRNet-Human-Pose-Estimation
-(``tools/valid.py``): the official resize (:mod:`.resize`), the network, the
+(``tools/valid.py``): the official resize (:mod:`.resize`), the network
+(:mod:`streampose.models.hrnet.network`, shared with the HRNet family), the
 map aggregation with optional flip test and scales (:mod:`.aggregate`), the
 parser (:mod:`.grouping`) and ``get_final_preds`` back to frame pixels. Frames
 of the same size are warped and run through the network as one batch.
 
 Example::
 
-    from streampose.bottomup import HigherHRNetEstimator
+    from streampose.models.higherhrnet import HigherHRNetEstimator
     estimator = HigherHRNetEstimator.from_checkpoint("weights/pose_higher_hrnet_w32_512.pth")
     poses = estimator.predict(cv2.imread("people.jpg"))   # Poses: keypoints (N, K, 2) in frame pixels
 
@@ -24,9 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import CheckpointError
-from ..keypoint_sets import COCO_17, KEYPOINT_SETS, KeypointSet, keypoint_set_for
-from ..records import Poses
+from ...errors import CheckpointError
+from ...keypoint_sets import COCO_17, KEYPOINT_SETS, KeypointSet, keypoint_set_for
+from ...records import Poses
 from . import grouping
 from .aggregate import MapAccumulator, stage_maps
 from .resize import ResizeGeometry, group_by_size, multi_scale_size, normalize_to_tensor, warp_to_input
@@ -52,7 +54,7 @@ class BottomUpMaps:
 class HigherHRNetEstimator:
     """Bottom-up multi-person pose with a HigherHRNet network.
 
-    network: a loaded HigherHRNet (``streampose.models.load_pose_model``),
+    network: a loaded HigherHRNet (``streampose.models.hrnet.checkpoints.load_pose_model``),
     in eval mode on ``device``; input_size: shorter-side size of the network
     input (512 / 640); flip_test: also run the mirrored frame (official
     FLIP_TEST); scales: test scale factors (official SCALE_FACTOR, 1.0 alone
@@ -99,26 +101,45 @@ class HigherHRNetEstimator:
         file and CheckpointError for a checkpoint that is not a HigherHRNet of
         a known keypoint set (e.g. a top-down HRNet: use ``topdown_pose``).
         """
-        from ..device import resolve_device
-        from ..models import load_pose_model
+        from ...device import resolve_device
+        from ..hrnet.checkpoints import load_pose_model
 
         torch_device = resolve_device(device)
         network, spec = load_pose_model(path, device=torch_device)
+        estimator = cls.from_network(network, spec, source=str(path), input_size=input_size, flip_test=flip_test,
+                                     device=torch_device, scales=scales, detection_threshold=detection_threshold,
+                                     tag_threshold=tag_threshold, max_people=max_people, adjust=adjust,
+                                     refine=refine, filter_redundant_poses=filter_redundant_poses,
+                                     min_pose_score=min_pose_score)
+        logger.info("HigherHRNet %s on %s, input %d, flip test %s", spec.name, torch_device, estimator.input_size,
+                    flip_test)
+        return estimator
+
+    @classmethod
+    def from_network(cls, network, spec, *, source: str, device, input_size: int | None = None,
+                     flip_test: bool = True, scales: tuple[float, ...] = (1.0,), detection_threshold: float = 0.1,
+                     tag_threshold: float = 1.0, max_people: int = 30, adjust: bool = True, refine: bool = True,
+                     filter_redundant_poses: bool = False, min_pose_score: float = 0.0) -> "HigherHRNetEstimator":
+        """The estimator of a built network and its :class:`~streampose.models.hrnet.network.PoseNetSpec`.
+
+        network: on ``device``, in eval mode; source: how the network is named in
+        errors (its file). Raises CheckpointError when ``spec`` is not a
+        HigherHRNet of a known keypoint set.
+        """
         if spec.head.kind != "higherhrnet":
-            raise CheckpointError(f"{str(path)!r} is a top-down {spec.name} checkpoint, not HigherHRNet; "
+            raise CheckpointError(f"{source!r} is a top-down {spec.name} checkpoint, not HigherHRNet; "
                                   "use it with the topdown_pose step or give a pose_higher_hrnet_* checkpoint")
         keypoint_set = keypoint_set_for(spec.num_joints)
         if keypoint_set.name not in KEYPOINT_SETS or spec.head.tag_dim != spec.num_joints:
             known = ", ".join(f"{s.name} ({s.num_keypoints})" for s in KEYPOINT_SETS.values())
-            raise CheckpointError(f"{str(path)!r} has {spec.num_joints} joints and {spec.head.tag_dim} tag maps; "
+            raise CheckpointError(f"{source!r} has {spec.num_joints} joints and {spec.head.tag_dim} tag maps; "
                                   f"only HigherHRNet with a tag per joint of a known keypoint set ({known}) "
                                   "is supported")
         params = grouping.ParserParams(detection_threshold=detection_threshold, tag_threshold=tag_threshold,
                                        max_num_people=max_people, adjust=adjust, refine=refine,
                                        joint_order=keypoint_set.joint_order)
         size = spec.input_size_wh[0] if input_size is None else input_size
-        logger.info("HigherHRNet %s on %s, input %d, flip test %s", spec.name, torch_device, size, flip_test)
-        return cls(network, input_size=size, device=torch_device, flip_test=flip_test, scales=scales,
+        return cls(network, input_size=size, device=device, flip_test=flip_test, scales=scales,
                    params=params, filter_redundant_poses=filter_redundant_poses, min_pose_score=min_pose_score,
                    keypoint_set=keypoint_set)
 

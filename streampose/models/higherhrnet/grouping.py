@@ -47,7 +47,7 @@ known from issue 16: a held-back golden with ~300 candidate people told
 2.0.0 and 3.0.0 apart (14 joints on different people before refine) and the
 goldens' producer names 3.0.0; the visible goldens match either. The ``dev``
 extra pins munkres 3.0.0 as the reference the tests compare against
-(``tests/test_bottomup_ties.py``: 10,000 tie-heavy instances, 0 differences).
+(``tests/test_higherhrnet_ties.py``: 10,000 tie-heavy instances, 0 differences).
 
 Arrays: ``det`` (J, H, W) float32 heatmaps, ``tag`` (J, H, W, D) float32 tags
 (D = 1 without flip, 2 with flip test, more with several scales), both at the
@@ -63,7 +63,7 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
-from ..keypoint_sets import COCO_17
+from ...keypoint_sets import COCO_17
 
 #: Official match order for COCO-17 (``Params.joint_order`` without a centre joint); other sets: their
 #: ``KeypointSet.joint_order``.

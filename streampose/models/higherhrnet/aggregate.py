@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..keypoint_sets import COCO_17
+from ...keypoint_sets import COCO_17
 
 
 def _resize(maps, size_hw: tuple[int, int]):

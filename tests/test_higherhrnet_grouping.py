@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import torch
 
-from streampose.bottomup import grouping as G
-from streampose.bottomup import grouping_reference as R
-from streampose.bottomup.aggregate import MapAccumulator, stage_maps
+from streampose.models.higherhrnet import grouping as G
+from streampose.models.higherhrnet import grouping_reference as R
+from streampose.models.higherhrnet.aggregate import MapAccumulator, stage_maps
 
 NET = 1e-4
 
@@ -214,7 +214,7 @@ def test_parse_equals_its_twin_and_handles_empty_maps():
 
 
 def test_final_preds_maps_xy_and_keeps_other_columns():
-    from streampose.bottomup.resize import input_to_frame, multi_scale_size
+    from streampose.models.higherhrnet.resize import input_to_frame, multi_scale_size
 
     geometry = multi_scale_size((429, 640), 512)
     grouped = np.random.default_rng(0).uniform(0, 500, (3, 17, 5)).astype(np.float32)

@@ -16,10 +16,10 @@ import json
 import numpy as np
 import pytest
 
-from streampose.bottomup import grouping as G
-from streampose.bottomup import grouping_reference as R
-from streampose.bottomup.resize import multi_scale_size
-from streampose.bottomup.synthetic import coco_tag_noise, map_keypoints, render_maps
+from streampose.models.higherhrnet import grouping as G
+from streampose.models.higherhrnet import grouping_reference as R
+from streampose.models.higherhrnet.resize import multi_scale_size
+from streampose.models.higherhrnet.synthetic import coco_tag_noise, map_keypoints, render_maps
 from streampose.evaluation.oks import COCO_KEYPOINT_SIGMAS
 
 IMAGE_IDS = (785, 40083, 196141, 197388)

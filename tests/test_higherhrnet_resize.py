@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from streampose.bottomup.resize import (
+from streampose.models.higherhrnet.resize import (
     group_by_size,
     input_to_frame,
     multi_scale_size,
