@@ -23,12 +23,14 @@ from typing import Any, Literal
 import numpy as np
 
 from ..errors import ConfigError, UserError
+from ..models.registry import FAMILIES
 from ..records import Detections, Frame, FramePacket, Poses
 
 EstimatorKind = Literal["topdown", "bottomup"]
 
-#: Registered pose step types that see whole frames (everything else with role "pose" is top-down).
-BOTTOM_UP_STEP_TYPES = frozenset({"higherhrnet_pose"})
+#: Registered pose step types that see whole frames (everything else with role "pose" is top-down):
+#: the steps of the registry's bottom-up families.
+BOTTOM_UP_STEP_TYPES = frozenset(f.step_type for f in FAMILIES.values() if f.role == "bottomup")
 
 
 def checkpoint_kind(path: str | Path) -> EstimatorKind:
@@ -60,17 +62,21 @@ def estimator_from_checkpoint(path: str | Path, *, flip_test: bool = True,
     """The library's estimator for a pose checkpoint, and its kind.
 
     HRNet / SimDR / MoveNet → ``(TopDownEstimator, "topdown")``; HigherHRNet →
-    ``(HigherHRNetEstimator, "bottomup")`` with the model's own input size.
+    ``(HigherHRNetEstimator, "bottomup")`` with the model's own input size;
+    MoveNet MultiPose → ``(MoveNetMultiPoseModel, "bottomup")``.
     Raises UserError / CheckpointError (one line) for a missing or unfit file.
     """
     from ..device import resolve_device
 
     found = _recognised(path, ("topdown", "bottomup"), "--pose-model")
-    if found.role == "bottomup":
+    if found.role == "bottomup" and found.family == "higherhrnet":
         from ..bottomup.estimator import HigherHRNetEstimator
 
         return HigherHRNetEstimator.from_checkpoint(path, flip_test=flip_test, device=device), "bottomup"
     from ..models.registry import build
+
+    if found.role == "bottomup":  # a BottomUpPoseModel with predict(image) (MoveNet MultiPose: no flip test)
+        return build(found.model_name, weights=path, device=resolve_device(device)), "bottomup"
     from ..topdown.estimator import TopDownEstimator
 
     model = build(found.model_name, weights=path, device=resolve_device(device), flip_test=flip_test)
