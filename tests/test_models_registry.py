@@ -13,8 +13,8 @@ from streampose.config import apply_overrides, load_pipeline
 from streampose.errors import ConfigError, UserError
 from streampose.keypoint_sets import keypoint_set
 from streampose.models import registry
-from streampose.models.protocols import CropKeypoints, Detector, TopDownPoseModel
-from streampose.records import Detections
+from streampose.models.protocols import BottomUpPoseModel, CropKeypoints, Detector, TopDownPoseModel
+from streampose.records import Detections, Poses
 
 ALL = list(registry.MODELS)
 
@@ -41,6 +41,11 @@ def _tiny_forward(model, entry):
         assert out.coords.shape == (2, model.num_keypoints, 2) and out.scores.shape == (2, model.num_keypoints)
         assert model.num_keypoints == 17 and entry.keypoints == "coco17"
         assert np.isfinite(out.coords).all()
+    elif isinstance(model, BottomUpPoseModel):  # whole frames in, people in frame pixels out
+        image = np.random.default_rng(0).integers(0, 255, (72, 100, 3), dtype=np.uint8)
+        (poses,) = model.predict_batch([image])
+        assert isinstance(poses, Poses) and poses.num_keypoints == keypoint_set(entry.keypoints).num_keypoints
+        assert np.isfinite(poses.keypoints).all()
     else:
         k = keypoint_set(entry.keypoints).num_keypoints  # 17 (COCO) or 14 (CrowdPose)
         heatmaps = model(torch.randn(1, 3, 64, 64))
@@ -91,7 +96,8 @@ def _file_of(family: str, shared_dir) -> str:
             "yolox": "weights/light_person_detector_192.pth",
             "hrnet": str(recipe_checkpoint("pose_hrnet_w32_256x192")),
             "higherhrnet": str(recipe_checkpoint("pose_higher_hrnet_w32_512")),
-            "movenet": "weights/movenet_lightning.pth"}[family]
+            "movenet": "weights/movenet_lightning.pth",
+            "movenet_multipose": "weights/movenet_multipose_lightning.pth"}[family]
 
 
 @pytest.mark.parametrize("family", list(registry.FAMILIES))
