@@ -125,7 +125,9 @@ class MoveNetMultiPoseOptions:
     input_size: longer side of the network input, a multiple of 32 (256, Google's
     recommendation; the other side follows the frame's aspect, padded to a multiple of 32);
     min_pose_score: people scoring less are dropped (the model always proposes 6);
-    threads, device, precision, backend: as ``movenet_pose``'s.
+    threads, device, backend: as ``movenet_pose``'s; precision: "auto" is fp32 here
+    (bf16 on CPU measured at COCO AP 0.466 against fp32's 0.493 on ../shared/coco, for
+    about 2x the speed: ask for it with "bf16").
     """
 
     weights: str = "weights/movenet_multipose_lightning.pth"
@@ -170,7 +172,7 @@ class MoveNetMultiPoseStep(Step):
                                        device=resolve_device(o.device))
         try:
             model.network = prepare_network(model.network, backend=o.backend, precision=o.precision,
-                                            device=model.device, bf16_default_on_cpu=BF16_DEFAULT_ON_CPU,
+                                            device=model.device, bf16_default_on_cpu=False,
                                             model_name="movenet_multipose", threads=o.threads)
         except ConfigError as e:  # bf16 on a CPU without it, a backend not installed
             raise ConfigError(f"movenet_multipose: {e}") from e
