@@ -15,7 +15,7 @@ or a bundled bottom-up model alone), in one run on this machine:
   multiprocess pipeline with one torch thread per model stage.
 
     python scripts/bench_default_choice.py --frames 300
-    python scripts/bench_default_choice.py --only multipose     # the candidates whose name has "multipose"
+    python scripts/bench_default_choice.py --only "light320 + lightning,multipose"   # those candidates only
 """
 
 from __future__ import annotations
@@ -151,7 +151,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--frames", type=int, default=300, help="frames of the FPS clip (default %(default)s)")
     parser.add_argument("--json", type=Path, help="also write the rows as JSON lines")
-    parser.add_argument("--only", default="", help="run only the candidates whose name contains this text")
+    parser.add_argument("--only", default="", help="run only the candidates whose name contains one of these "
+                        "comma-separated texts")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     import torch
@@ -162,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
         folder = Path(tmp)
         clip = small_clip(folder, args.frames)
         for name, det, size, pose in CANDIDATES:
-            if args.only not in name:
+            if not any(text in name for text in args.only.split(",")):
                 continue
             pipeline = pipeline_file(folder, name, det, size, pose)
             people, false_rate = people_and_false_boxes(pipeline)
