@@ -238,3 +238,23 @@ def test_step_options_are_checked(options, message):
         build_step({"type": "movenet_multipose", **options})
     with pytest.raises(ValueError, match=message.split(":")[0]):
         MoveNetMultiPoseModel(load_movenet_multipose(WEIGHTS).network, **options)
+
+
+def test_onnxruntime_backend_runs_the_export_and_our_decoder(shared_dir):
+    """``backend = "onnxruntime"``: the exported network, then the same NumPy decoding as torch."""
+    pytest.importorskip("onnxruntime")
+    from streampose.records import Frame, FramePacket
+    from streampose.step import build_step
+
+    image = cv2.imread(str(shared_dir / "media" / "zidane.jpg"))
+    people = {}
+    for backend in ("torch", "onnxruntime"):
+        step = build_step({"type": "movenet_multipose", "backend": backend, "device": "cpu", "threads": 1})
+        step.start()
+        frame = Frame(FramePacket(0, "zidane", 0, None, image.shape, 0.0), image)
+        step.process([frame])
+        step.close()
+        people[backend] = frame.packet.poses
+    assert len(people["onnxruntime"]) == len(people["torch"]) == 2
+    np.testing.assert_allclose(people["onnxruntime"].keypoints, people["torch"].keypoints, atol=0.05)
+    np.testing.assert_allclose(people["onnxruntime"].scores, people["torch"].scores, atol=1e-4)
