@@ -57,30 +57,18 @@ def pipeline_file(folder: Path, name: str, det: str | None, size: int | None, po
     from streampose.models import registry
 
     path = folder / f"{name.split()[0].replace('+', '')}_{size}_{pose}.toml"
+    entry = registry.get(pose)
     if det is None:
-        path.write_text(f'''description = "{name}"
-[[stages]]
-name = "pose"
-batch_size = 4
-steps = [ {{ type = "{registry.get(pose).family_info.step_type}", weights = "{registry.get(pose).weights}", input_size = {size}, threads = 1 }} ]
-[[stages]]
-name = "render"
-steps = [ {{ type = "iou_tracker" }}, {{ type = "one_euro_filter" }}, {{ type = "draw" }} ]
-''')
-        return path
-    path.write_text(f'''description = "{name}"
-[[stages]]
-name = "detect"
-batch_size = 4
-steps = [ {{ type = "yolox_detector", weights = "{registry.get(det).weights}", img_size = {size}, threads = 1 }} ]
-[[stages]]
-name = "pose"
-batch_size = 4
-steps = [ {{ type = "movenet_pose", weights = "{registry.get(pose).weights}", threads = 1 }} ]
-[[stages]]
-name = "render"
-steps = [ {{ type = "iou_tracker" }}, {{ type = "one_euro_filter" }}, {{ type = "draw" }} ]
-''')
+        stages = [("pose", f'type = "{entry.family_info.step_type}", weights = "{entry.weights}", '
+                           f"input_size = {size}, threads = 1")]
+    else:
+        stages = [("detect", f'type = "yolox_detector", weights = "{registry.get(det).weights}", img_size = {size}, '
+                             "threads = 1"),
+                  ("pose", f'type = "movenet_pose", weights = "{entry.weights}", threads = 1')]
+    text = f'description = "{name}"\n' + "".join(
+        f'[[stages]]\nname = "{stage}"\nbatch_size = 4\nsteps = [ {{ {step} }} ]\n' for stage, step in stages)
+    path.write_text(text + '[[stages]]\nname = "render"\n'
+                    'steps = [ { type = "iou_tracker" }, { type = "one_euro_filter" }, { type = "draw" } ]\n')
     return path
 
 

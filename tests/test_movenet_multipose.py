@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from scripts.convert_movenet_tfjs import _FPN, _P, conv_nodes, convert
+from scripts.convert_movenet_tfjs import _P
 from scripts.tfjs_graph import evaluate, read_graph
 from streampose.config import apply_overrides, load_pipeline
 from streampose.errors import CheckpointError, ConfigError
@@ -26,6 +26,7 @@ from streampose.models.movenet.multipose import MoveNetMultiPoseModel, load_move
 from streampose.models.movenet.multipose_decode import decode_multi_pose
 from streampose.models.protocols import BottomUpPoseModel
 from streampose.models.recognise import recognise
+from tfjs_checks import BACKBONE_LAYERS, assert_bundled_state_dict_is_the_graphs, assert_weights_read_exactly
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -43,26 +44,11 @@ def model():
 
 
 def test_weights_are_read_exactly(graph, shared_dir):
-    """Re-encoding every weight in its stored dtype gives back the shard byte for byte."""
-    data = (shared_dir / "weights" / "movenet_tfjs" / "movenet-multipose.bin").read_bytes()
-    encoded = b"".join(graph.weights[name].astype({"float16": np.float16, "int32": np.int32}[graph.stored_dtypes[name]])
-                       .tobytes() for name in graph.weights)
-    assert encoded == data
-    assert sum(v == "float16" for v in graph.stored_dtypes.values()) == 179
+    assert_weights_read_exactly(graph, shared_dir / "weights" / "movenet_tfjs" / "movenet-multipose.bin", 179)
 
 
 def test_bundled_state_dict_is_the_graphs_weights_exactly(graph):
-    bundled = torch.load(WEIGHTS, weights_only=True)
-    assert all(t.dtype == torch.float16 for t in bundled.values())
-    converted = convert(graph, "multipose")
-    assert set(bundled) == set(converted)
-    for key, tensor in converted.items():
-        assert torch.equal(bundled[key].float(), tensor), key
-    for ours, node_name, _ in conv_nodes("multipose"):
-        kernel = graph.weights[graph.nodes[node_name]["input"][1]]
-        weight = bundled[f"{ours}.weight"].float().numpy()
-        assert np.array_equal(weight.transpose(2, 3, 0, 1) if "depthwise" in ours else weight.transpose(2, 3, 1, 0),
-                              kernel), ours
+    assert_bundled_state_dict_is_the_graphs(graph, WEIGHTS, "multipose")
 
 
 HEAD_LOGITS = {  # our head → the graph node of its output convolution (before any sigmoid)
@@ -74,11 +60,7 @@ HEAD_LOGITS = {  # our head → the graph node of its output convolution (before
     "box_offset": _P + "box_offset_0/conv2d_6/BiasAdd",
 }
 LAYERS = {  # our intermediate → the graph node that computes it
-    "tap_stride4": _FPN + "model/block_2_add/add",
-    "tap_stride8": _FPN + "model/block_5_add/add",
-    "tap_stride16": _FPN + "model/block_9_add/add",
-    "tap_stride32": _FPN + "model/out_relu/Relu6",
-    "fpn": _FPN + "re_lu_2/Relu",
+    **BACKBONE_LAYERS,
     "center": _P + "Sigmoid",
     "keypoint_heatmap": _P + "Sigmoid_1",
     **{k: v for k, v in HEAD_LOGITS.items() if k not in ("center", "keypoint_heatmap")},

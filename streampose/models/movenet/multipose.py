@@ -115,11 +115,12 @@ class MoveNetMultiPoseModel:
             raise ValueError("prepare: frames of one batch must have the same size")
         canvas = np.stack([to_input(image, p) for image, p in zip(images, placements)])
         spec = self.network.spec
-        batch = (torch.from_numpy(canvas).to(self.device).permute(0, 3, 1, 2).float() - spec.input_mean) / spec.input_std
+        rgb = torch.from_numpy(canvas).to(self.device).permute(0, 3, 1, 2).float()
+        batch = (rgb - spec.input_mean) / spec.input_std
         return batch, placements
 
     def forward(self, batch) -> tuple[np.ndarray, ...]:
-        """The six head maps of a prepared batch, as float32 NumPy arrays (see :class:`~.network.MoveNetMultiPoseNet`)."""
+        """The six head maps of a prepared batch as float32 NumPy arrays (:class:`~.network.MoveNetMultiPoseNet`)."""
         import torch
 
         with torch.inference_mode():
