@@ -16,6 +16,7 @@ BUNDLED_WEIGHTS = [
     "movenet_lightning.pth",
     "movenet_lightning_quant.pth",
     "movenet_thunder.pth",
+    "movenet_multipose_lightning.pth",
     "LICENSE-MIT-human-models.txt",
 ]
 

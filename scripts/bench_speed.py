@@ -16,7 +16,9 @@ and reporting the median, so a shared machine's noise hits all variants alike:
 (c) *crowds*: the default pipeline at N people per frame: N people of ``street-demo.mp4``
     (its detected people, cropped) pasted at their own scale into a 2x8 grid on a grey frame
     of the clip's size, *before* (this issue: fp32, one pinned thread per model stage) and
-    *after* (the default: threads by cost, bf16 where the CPU has it).
+    *after* (the default: threads by cost, bf16 where the CPU has it); and
+    ``pipelines/multipose.toml`` (MoveNet MultiPose, bottom-up: one forward per frame
+    whatever the crowd, at most 6 people found).
 (d) *backends*: crops/s of HRNet-w32 and MoveNet per backend (torch fp32, torch bf16 where the
     CPU has it, onnxruntime, openvino when installed), and the default pipeline end to end on each.
 
@@ -140,6 +142,15 @@ def default_pipeline(**changes) -> dict:
     if changes.get("det_img_size"):
         stages["detect"]["steps"][0]["img_size"] = changes["det_img_size"]
     return data
+
+
+def pipeline_data(name: str) -> dict:
+    """``pipelines/<name>.toml`` as data."""
+    import tomllib
+
+    from streampose.paths import PROJECT_ROOT
+
+    return tomllib.loads((PROJECT_ROOT / "pipelines" / f"{name}.toml").read_text())
 
 
 def run(pipeline: dict, source: str, inline: bool = False) -> dict:
@@ -374,16 +385,18 @@ def part_c(args, folder: Path) -> dict:
     street = read_clip("street-demo.mp4", args.frames)
     out = {}
     print(f"\n(c) default pipeline FPS vs people per frame, {len(street)} frames of street-demo.mp4's people on grey")
-    print(f"{'people asked':>12} | {'found':>5} | {'before FPS':>10} | {'after FPS':>9} | {'after/before':>12}")
+    print(f"{'people asked':>12} | {'found':>5} | {'before FPS':>10} | {'after FPS':>9} | {'after/before':>12} | "
+          f"{'multipose FPS':>13}")
     for people in args.people:
         frames, found = crowd_frames(street, people)
         source = save_frames(frames, folder, f"crowd{people}")
         res = rounds({"before": lambda: run(default_pipeline(before=True), source),
-                      "after": lambda: run(default_pipeline(), source)}, args.rounds)
+                      "after": lambda: run(default_pipeline(), source),
+                      "multipose": lambda: run(pipeline_data("multipose"), source)}, args.rounds)
         res["people_found"] = found
         out[people] = res
         print(f"{people:>12} | {found:>5.1f} | {res['before']['fps']:>10.1f} | {res['after']['fps']:>9.1f} | "
-              f"{res['after']['fps'] / res['before']['fps']:>11.2f}x", flush=True)
+              f"{res['after']['fps'] / res['before']['fps']:>11.2f}x | {res['multipose']['fps']:>13.1f}", flush=True)
     return out
 
 

@@ -1,4 +1,4 @@
-"""Convert Google's MoveNet SinglePose Thunder, as a TF.js graph model, to a PyTorch state dict.
+"""Convert Google's MoveNet SinglePose Thunder or MultiPose Lightning, as TF.js graph models, to PyTorch state dicts.
 
 Reads ``model.json`` and its weight shard with :mod:`scripts.tfjs_graph` (the
 float16 weights widened to float32 exactly), converts the layouts from
@@ -11,13 +11,23 @@ zero bias, and the constants our code re-implements (input normalisation,
 distance bias, centre weighting, output scale) are checked against the graph
 before anything is written.
 
+MultiPose Lightning (``--model multipose``) pairs the same way with
+:class:`streampose.models.movenet.network.MoveNetMultiPoseNet` (width 1.5, six
+heads), and its decoding constants (centre NMS window and tolerance, people
+kept, keypoint spread, keypoint score threshold, output stride) are checked
+against :mod:`streampose.models.movenet.multipose_decode`.
+
     python scripts/convert_movenet_tfjs.py      # ../shared/weights/movenet_tfjs/movenet-thunder.json
                                                 #   -> weights/movenet_thunder.pth
+    python scripts/convert_movenet_tfjs.py --model multipose
+                                                # ../shared/weights/movenet_tfjs/movenet-multipose.json
+                                                #   -> weights/movenet_multipose_lightning.pth
 
 The result loads with ``torch.load(path, weights_only=True)``; it holds float16
 tensors (the release's own precision, so no value changes), widened to float32 on loading. Fidelity tests:
-``tests/test_movenet_thunder.py`` (weights read exactly; the forward pass and
-the decoding match a NumPy evaluation of the graph's operators to 1e-4).
+``tests/test_movenet_thunder.py`` and ``tests/test_movenet_multipose.py`` (weights
+read exactly; the forward pass and the decoding match a NumPy evaluation of the
+graph's operators to 1e-4).
 """
 
 from __future__ import annotations
@@ -34,20 +44,30 @@ if str(REPO_ROOT) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(REPO_ROOT))
 
 from scripts.tfjs_graph import Graph, _attr, read_graph  # noqa: E402
-from streampose.models.movenet.network import VARIANTS, build_movenet  # noqa: E402
+from streampose.models.movenet import multipose_decode  # noqa: E402
+from streampose.models.movenet.network import (MULTIPOSE_VARIANTS, VARIANTS, build_movenet,  # noqa: E402
+                                               build_movenet_multipose)
 
-SOURCE = REPO_ROOT.parent / "shared" / "weights" / "movenet_tfjs" / "movenet-thunder.json"
-OUTPUT = REPO_ROOT / "weights" / "movenet_thunder.pth"
+_TFJS = REPO_ROOT.parent / "shared" / "weights" / "movenet_tfjs"
+#: --model → (TF.js model.json, state dict written, network builder)
+MODELS = {"thunder": (_TFJS / "movenet-thunder.json", REPO_ROOT / "weights" / "movenet_thunder.pth",
+                      lambda: build_movenet("thunder")),
+          "multipose": (_TFJS / "movenet-multipose.json", REPO_ROOT / "weights" / "movenet_multipose_lightning.pth",
+                        lambda: build_movenet_multipose("lightning"))}
+SOURCE, OUTPUT = MODELS["thunder"][:2]
 
 _P = "StatefulPartitionedCall/"
 _FPN = _P + "center_net_mobile_net_v2fpn_feature_extractor/model_1/"
 # (our head, graph scope, separable conv index, relu index, output conv index)
 _HEADS = (("center", "center_0", 3, 3, 4), ("keypoint_heatmap", "kpt_heatmap_0", 4, 4, 5),
           ("keypoint_regress", "kpt_regress_0", 5, 5, 6), ("keypoint_offset", "kpt_offset_0", 6, 6, 7))
+_MULTIPOSE_HEADS = (("center", "center_0", 3, 3, 4), ("box_scale", "box_scale_0", 4, 4, 5),
+                    ("box_offset", "box_offset_0", 5, 5, 6), ("keypoint_heatmap", "kpt_heatmap_0", 6, 6, 7),
+                    ("keypoint_regress", "kpt_regress_0", 7, 7, 8), ("keypoint_offset", "kpt_offset_0", 8, 8, 9))
 
 
-def conv_nodes() -> list[tuple[str, str, str]]:
-    """(our module, graph node, activation) for every convolution of the single-pose network."""
+def conv_nodes(model: str = "thunder") -> list[tuple[str, str, str]]:
+    """(our module, graph node, activation) for every convolution of a network (--model)."""
     pairs = [("backbone.stem.conv", _FPN + "model/Conv1_relu/Relu6", "relu6"),
              ("backbone.blocks.0.depthwise.conv", _FPN + "model/expanded_conv_depthwise/depthwise", "relu6"),
              ("backbone.blocks.0.project.conv", _FPN + "model/expanded_conv_project_BN/FusedBatchNormV3", "")]
@@ -62,7 +82,7 @@ def conv_nodes() -> list[tuple[str, str, str]]:
         pairs += [(f"fpn.smooth.{level}.depthwise.conv",
                    _FPN + f"separable_conv2d{suffix}/separable_conv2d/depthwise", ""),
                   (f"fpn.smooth.{level}.pointwise.conv", _FPN + f"re_lu{suffix}/Relu", "relu")]
-    for ours, scope, sep, relu, out in _HEADS:
+    for ours, scope, sep, relu, out in (_MULTIPOSE_HEADS if model == "multipose" else _HEADS):
         pairs += [(f"{ours}.hidden.depthwise.conv", _P + f"{scope}/separable_conv2d_{sep}/separable_conv2d/depthwise",
                    ""),
                   (f"{ours}.hidden.pointwise.conv", _P + f"{scope}/re_lu_{relu}/Relu", "relu"),
@@ -75,14 +95,14 @@ def _activation(node: dict) -> str:
     return "relu6" if "Relu6" in fused else "relu" if "Relu" in fused else ""
 
 
-def convert(graph: Graph, variant: str = "thunder") -> dict[str, torch.Tensor]:
-    """Our state dict from the graph's convolutions; ValueError naming the first mismatch."""
-    network = build_movenet(variant)
+def convert(graph: Graph, model: str = "thunder") -> dict[str, torch.Tensor]:
+    """Our state dict from the graph's convolutions (model: a --model choice); ValueError naming the first mismatch."""
+    network = MODELS[model][2]()
     own = network.state_dict()
     modules = dict(network.named_modules())
     state: dict[str, torch.Tensor] = {}
     used: set[str] = set()
-    for ours, node_name, act in conv_nodes():
+    for ours, node_name, act in conv_nodes(model):
         node = graph.nodes.get(node_name)
         if node is None:
             raise ValueError(f"{ours}: graph node {node_name!r} not found")
@@ -114,19 +134,51 @@ def convert(graph: Graph, variant: str = "thunder") -> dict[str, torch.Tensor]:
                     if v.ndim == 4 and v.shape[:3] != (1, 1, 1) and n not in used)
     if unused:
         raise ValueError(f"graph convolution weights not converted: {unused[:5]}")
-    check_constants(graph, variant)
+    if model == "multipose":
+        check_input_normalisation(graph, MULTIPOSE_VARIANTS["lightning"])
+        check_multipose_constants(graph)
+    else:
+        check_constants(graph, "thunder")
     return state
+
+
+def check_input_normalisation(graph: Graph, spec) -> None:
+    """The graph's ``(rgb - mean) * scale - offset`` against our ``(rgb - input_mean) / input_std`` (ValueError)."""
+    w = graph.weights
+    mean, scale, offset = w[_P + "Reshape"].ravel(), w[_P + "truediv"].ravel(), w[_P + "sub_1/y"].ravel()
+    if not (np.all(mean == 0) and np.all(offset == 1) and np.allclose(1 / scale, spec.input_std, rtol=1e-6)
+            and np.isclose(spec.input_mean, spec.input_std * float(offset[0]), rtol=1e-6)):
+        raise ValueError(f"input normalisation: graph mean {mean}, scale {scale}, offset {offset}")
+
+
+def check_multipose_constants(graph: Graph) -> None:
+    """The decoding constants of :mod:`streampose.models.movenet.multipose_decode` against the graph's (ValueError)."""
+    w, n = graph.weights, graph.nodes
+    d = multipose_decode
+    found = {
+        "MAX_PEOPLE": (int(w[_P + "TopKV2/k"]), d.MAX_PEOPLE),
+        "CENTRE_NMS_WINDOW": (_attr(n[_P + "MaxPool"], "ksize")[1:3], [d.CENTRE_NMS_WINDOW] * 2),
+        "CENTRE_NMS_TOLERANCE": (float(w[_P + "Less/y"]), d.CENTRE_NMS_TOLERANCE),
+        "KEYPOINT_SPREAD": (float(w[_P + "mul_6/y"]), d.KEYPOINT_SPREAD),
+        "KEYPOINT_SCORE_THRESHOLD": (float(w[_P + "Greater_1/y"]), d.KEYPOINT_SCORE_THRESHOLD),
+        "OUTPUT_STRIDE": ([int(w[_P + "mul/y"]), int(w[_P + "mul_1/y"]), float(w[_P + "truediv_8/x"]),
+                           float(w[_P + "truediv_9/x"]), float(w[_P + "mul_5/y"])], [d.OUTPUT_STRIDE] * 5),
+        "BOX_HALF": ([float(w["ConstantFolding/" + _P + f"truediv_{i}_recip"]) for i in range(2, 6)], [0.5] * 4),
+    }
+    for name, (graph_value, ours) in found.items():
+        if graph_value != ours:
+            raise ValueError(f"{name}: graph {graph_value} vs ours {ours}")
+    keypoint_index = np.tile(np.arange(17, dtype=np.int32), d.MAX_PEOPLE)
+    if not (np.array_equal(w[_P + "Reshape_17"], keypoint_index) and np.array_equal(w[_P + "Reshape_19"],
+                                                                                   keypoint_index)):
+        raise ValueError("keypoint gather indices are not 0..16 per person")
 
 
 def check_constants(graph: Graph, variant: str) -> None:
     """The constants :mod:`streampose.models.movenet` re-implements, against the graph's (ValueError)."""
     spec = VARIANTS[variant]
     w = graph.weights
-    mean, scale, offset = w[_P + "Reshape"].ravel(), w[_P + "truediv"].ravel(), w[_P + "sub_1/y"].ravel()
-    # graph: (rgb - mean) * scale - offset  ==  (rgb - input_mean) / input_std
-    if not (np.all(mean == 0) and np.all(offset == 1) and np.allclose(1 / scale, spec.input_std, rtol=1e-6)
-            and np.isclose(spec.input_mean, spec.input_std * float(offset[0]), rtol=1e-6)):
-        raise ValueError(f"input normalisation: graph mean {mean}, scale {scale}, offset {offset}")
+    check_input_normalisation(graph, spec)
     if float(w[_P + "add_5/y"]) != spec.distance_bias:
         raise ValueError(f"distance bias: graph {float(w[_P + 'add_5/y'])} vs {spec.distance_bias}")
     grid = spec.input_size // 4
@@ -145,11 +197,16 @@ def check_constants(graph: Graph, variant: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--source", type=Path, default=SOURCE, help="the TF.js model.json (default: %(default)s)")
-    parser.add_argument("--output", type=Path, default=OUTPUT, help="state dict to write (default: %(default)s)")
+    parser.add_argument("--model", choices=sorted(MODELS), default="thunder",
+                        help="which release (default: %(default)s; sets the default --source and --output)")
+    parser.add_argument("--source", type=Path, help="the TF.js model.json (default: the --model's, "
+                        "../shared/weights/movenet_tfjs/movenet-<model>.json)")
+    parser.add_argument("--output", type=Path, help="state dict to write (default: the --model's file in weights/)")
     args = parser.parse_args(argv)
+    source, output, _ = MODELS[args.model]
+    args.source, args.output = args.source or source, args.output or output
     graph = read_graph(args.source)
-    state = convert(graph)
+    state = convert(graph, args.model)
     # The release stores its weights as float16, so float16 keeps every value exactly at half the size;
     # loading widens them to the network's float32.
     stored = {k: v.half() for k, v in state.items()}

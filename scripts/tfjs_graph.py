@@ -4,10 +4,13 @@ No TF.js runtime is available here, so this is the reference the MoveNet
 conversion is checked against: :func:`read_graph` reads every weight exactly
 as stored (float16 values widened to float32, int32 constants as they are;
 every byte of the shards accounted for), and :func:`evaluate` runs the graph
-node by node with NumPy implementations of the few operators MoveNet uses,
+node by node with NumPy implementations of the operators MoveNet uses,
 following TensorFlow's definitions (NHWC; "SAME" padding puts the extra row /
 column at the bottom / right; ``ResizeBilinear`` with ``half_pixel_centers``;
-``_FusedConv2D`` = convolution + ``BiasAdd`` + activation).
+``_FusedConv2D`` = convolution + ``BiasAdd`` + activation). MultiPose's
+in-graph decoding adds shape and index operators (``Shape``, ``StridedSlice``
+with its five masks, ``TopKV2`` whose ties go to the lower index, ``MaxPool``
+whose "SAME" padding never wins the max, ``Select``, reductions, comparisons).
 
 Format facts from the TF.js converter's documentation (tensorflow/tfjs
 ``tfjs-converter``): ``weightsManifest[].paths`` are concatenated in order,
@@ -30,6 +33,14 @@ import numpy as np
 _STORED_DTYPES = {"float32": np.float32, "float16": np.float16, "int32": np.int32, "uint8": np.uint8,
                   "uint16": np.uint16, "bool": np.bool_}
 _TF_DTYPES = {"DT_FLOAT": np.float32, "DT_INT32": np.int32, "DT_INT64": np.int64, "DT_BOOL": np.bool_}
+
+
+#: element-wise operators, NumPy broadcasting as TensorFlow's.
+_ELEMENTWISE = {
+    "Abs": np.abs, "Exp": np.exp, "Reciprocal": lambda a: np.float32(1) / a,
+    "Maximum": np.maximum, "Minimum": np.minimum, "Less": np.less, "Greater": np.greater,
+    "GreaterEqual": np.greater_equal, "Equal": np.equal, "LogicalAnd": np.logical_and,
+}
 
 
 @dataclass
@@ -68,8 +79,9 @@ def read_graph(model_json: str | Path) -> Graph:
             raise ValueError(f"{model_json.name}: manifest accounts for {offset} bytes, shards hold {len(data)}")
     nodes = {n["name"]: n for n in spec["modelTopology"]["node"]}
     signature = spec.get("signature", {})
-    inputs = [name.split(":")[0] for name in signature.get("inputs", {})]
-    outputs = [name.split(":")[0] for name in signature.get("outputs", {})]
+    # Signature entries are keyed by their tensor name or by an alias whose ``name`` field is the tensor's.
+    inputs = [entry.get("name", key).split(":")[0] for key, entry in signature.get("inputs", {}).items()]
+    outputs = [entry.get("name", key).split(":")[0] for key, entry in signature.get("outputs", {}).items()]
     return Graph(nodes, weights, stored, inputs, outputs)
 
 
@@ -170,6 +182,39 @@ def resize_bilinear(x: np.ndarray, size: tuple[int, int], align_corners: bool, h
     return (top * (1 - fy)[None, :, None, None] + bottom * fy[None, :, None, None]).astype(np.float32)
 
 
+def strided_slice(x: np.ndarray, begin, end, strides, *, begin_mask: int = 0, end_mask: int = 0,
+                  ellipsis_mask: int = 0, new_axis_mask: int = 0, shrink_axis_mask: int = 0) -> np.ndarray:
+    """TensorFlow's StridedSlice: bit i of a mask applies to entry i of the slice spec."""
+    index: list = []
+    for i, (b, e, st) in enumerate(zip(begin, end, strides)):
+        bit = 1 << i
+        if ellipsis_mask & bit:
+            index.append(Ellipsis)
+        elif new_axis_mask & bit:
+            index.append(None)
+        elif shrink_axis_mask & bit:
+            index.append(int(b))
+        else:
+            index.append(slice(None if begin_mask & bit else int(b), None if end_mask & bit else int(e), int(st)))
+    return np.asarray(x[tuple(index)])
+
+
+def max_pool(x: np.ndarray, ksize: list[int], strides: list[int], padding: str) -> np.ndarray:
+    """TensorFlow's MaxPool (NHWC); "SAME" pads with -inf, so padding never wins."""
+    kh, kw = ksize[1], ksize[2]
+    if padding == "SAME":
+        top, bottom = _same_pads(x.shape[1], kh, strides[1])
+        left, right = _same_pads(x.shape[2], kw, strides[2])
+        x = np.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)), constant_values=-np.inf)
+    sh, sw = strides[1], strides[2]
+    out_h, out_w = (x.shape[1] - kh) // sh + 1, (x.shape[2] - kw) // sw + 1
+    out = np.full((x.shape[0], out_h, out_w, x.shape[3]), -np.inf, x.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            np.maximum(out, x[:, i:i + sh * (out_h - 1) + 1:sh, j:j + sw * (out_w - 1) + 1:sw, :], out=out)
+    return out
+
+
 def _activate(x: np.ndarray, ops: list[str]) -> np.ndarray:
     for op in ops:
         if op == "Relu":
@@ -233,6 +278,44 @@ def evaluate(graph: Graph, feeds: dict[str, np.ndarray], fetch: list[str] | None
             for k, part in enumerate(parts):
                 values[f"{name}:{k}"] = part
             out = parts[0]
+        elif op == "Split":
+            parts = np.split(args[1], _attr(node, "num_split"), axis=int(args[0]))
+            for k, part in enumerate(parts):
+                values[f"{name}:{k}"] = part
+            out = parts[0]
+        elif op == "TopKV2":
+            # Sorted descending; equal values keep their order (TensorFlow: the lower index first).
+            indices = np.argsort(-args[0], axis=-1, kind="stable")[..., :int(args[1])].astype(np.int32)
+            values[f"{name}:1"] = indices
+            out = np.take_along_axis(args[0], indices, axis=-1)
+        elif op == "Shape":
+            out = np.array(args[0].shape, _TF_DTYPES[_attr(node, "out_type", "DT_INT32")])
+        elif op == "Size":
+            out = np.array(args[0].size, _TF_DTYPES[_attr(node, "out_type", "DT_INT32")])
+        elif op == "StridedSlice":
+            out = strided_slice(args[0], args[1], args[2], args[3], **{
+                k: _attr(node, k, 0) for k in ("begin_mask", "end_mask", "ellipsis_mask", "new_axis_mask",
+                                                 "shrink_axis_mask")})
+        elif op == "Range":
+            out = np.arange(args[0], args[1], args[2]).astype(np.result_type(args[0], args[1], args[2]))
+        elif op == "Fill":
+            out = np.full([int(v) for v in args[0]], args[1])
+        elif op == "Tile":
+            out = np.tile(args[0], [int(v) for v in args[1]])
+        elif op == "Select":
+            out = np.where(args[0], args[1], args[2])
+        elif op in ("Sum", "Max"):
+            reduce = np.sum if op == "Sum" else np.max
+            out = reduce(args[0], axis=tuple(int(v) for v in np.atleast_1d(args[1])),
+                         keepdims=_attr(node, "keep_dims", False)).astype(args[0].dtype)
+        elif op == "AddN":
+            out = args[0]
+            for term in args[1:]:
+                out = out + term
+        elif op in _ELEMENTWISE:
+            out = np.asarray(_ELEMENTWISE[op](*args))
+        elif op == "MaxPool":
+            out = max_pool(args[0], _attr(node, "ksize"), _attr(node, "strides"), _attr(node, "padding"))
         elif op == "Pack":
             out = np.stack(args, axis=_attr(node, "axis", 0))
         elif op == "ExpandDims":

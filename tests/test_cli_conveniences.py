@@ -30,6 +30,8 @@ def test_models_table_has_one_line_per_model_starting_with_its_name(capsys):
     assert [line.split()[0] for line in lines[1:]] == list(registry.MODELS)
     by_name = {line.split()[0]: line for line in lines[1:]}
     assert by_name["movenet_lightning"].endswith("runs now (bundled)")
+    assert by_name["movenet_multipose_lightning"].split()[1:4] == ["bottomup", "MoveNet", "MultiPose"]
+    assert by_name["movenet_multipose_lightning"].endswith("runs now (bundled)")
     assert "needs weights: put " in by_name["pose_hrnet_w32_256x192"]
     assert main(["models", "--role", "detector"]) == 0
     assert {line.split()[0] for line in capsys.readouterr().out.splitlines()[1:]} == \
@@ -51,6 +53,7 @@ def test_list_pipelines_is_a_table_saying_what_runs_now(capsys):
     assert lines[0].split() == ["name", "status", "description"]
     rows = {line.split()[0]: line for line in lines[1:] if not line.startswith(" ")}
     assert rows["default"].split()[1:3] == ["runs", "now"]
+    assert rows["multipose"].split()[1:3] == ["runs", "now"]
     assert rows["topdown_hrnet_w32"].split()[1:3] == ["needs", "weights"]
     how = lines[lines.index(rows["topdown_hrnet_w32"]) + 1]
     assert how.strip().startswith("get: ") and "weights/pose_hrnet_w32_256x192.pth" in how
@@ -76,7 +79,7 @@ def test_detector_settings_reach_the_detector_under_its_own_option_names(shared_
 
 
 def test_smoothing_is_on_in_the_pose_pipelines_and_can_be_switched(shared_dir):
-    for name in ("default", "topdown_hrnet_w32", "bottomup_higherhrnet_w32_512"):
+    for name in ("default", "topdown_hrnet_w32", "bottomup_higherhrnet_w32_512", "multipose"):
         types = [s["type"] for s in _steps(load_pipeline(name))]
         assert types.index("one_euro_filter") == types.index("iou_tracker") + 1
     off = apply_overrides(load_pipeline("default"), smooth=False)

@@ -14,7 +14,7 @@ from streampose.errors import ConfigError, UserError
 from streampose.keypoint_sets import keypoint_set
 from streampose.models import registry
 from streampose.models.protocols import BottomUpPoseModel, CropKeypoints, Detector, TopDownPoseModel
-from streampose.records import Detections
+from streampose.records import Detections, Poses
 
 ALL = list(registry.MODELS)
 
@@ -41,6 +41,12 @@ def _tiny_forward(model, entry):
         assert out.coords.shape == (2, model.num_keypoints, 2) and out.scores.shape == (2, model.num_keypoints)
         assert model.num_keypoints == 17 and entry.keypoints == "coco17"
         assert np.isfinite(out.coords).all()
+    elif entry.family != "higherhrnet":  # whole frames in, people in frame pixels out
+        assert isinstance(model, BottomUpPoseModel)
+        image = np.random.default_rng(0).integers(0, 255, (72, 100, 3), dtype=np.uint8)
+        (poses,) = model.predict_batch([image])
+        assert isinstance(poses, Poses) and poses.num_keypoints == keypoint_set(entry.keypoints).num_keypoints
+        assert np.isfinite(poses.keypoints).all()
     else:
         assert isinstance(model, BottomUpPoseModel)
         k = keypoint_set(entry.keypoints).num_keypoints  # 17 (COCO) or 14 (CrowdPose)
@@ -94,7 +100,8 @@ def _file_of(family: str, shared_dir) -> str:
             "yolox": "weights/light_person_detector_192.pth",
             "hrnet": str(recipe_checkpoint("pose_hrnet_w32_256x192")),
             "higherhrnet": str(recipe_checkpoint("pose_higher_hrnet_w32_512")),
-            "movenet": "weights/movenet_lightning.pth"}[family]
+            "movenet": "weights/movenet_lightning.pth",
+            "movenet_multipose": "weights/movenet_multipose_lightning.pth"}[family]
 
 
 @pytest.mark.parametrize("family", list(registry.FAMILIES))

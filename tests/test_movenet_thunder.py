@@ -13,10 +13,11 @@ import numpy as np
 import pytest
 import torch
 
-from scripts.convert_movenet_tfjs import _FPN, _P, conv_nodes, convert
+from scripts.convert_movenet_tfjs import _P
 from scripts.tfjs_graph import evaluate, read_graph
 from streampose.models.movenet.network import MoveNetSinglePose
 from streampose.models.movenet.topdown import load_movenet_topdown
+from tfjs_checks import BACKBONE_LAYERS, assert_bundled_state_dict_is_the_graphs, assert_weights_read_exactly
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -32,25 +33,11 @@ def network():
 
 
 def test_weights_are_read_exactly(graph, shared_dir):
-    """Re-encoding every weight in its stored dtype gives back the shard byte for byte."""
-    data = (shared_dir / "weights" / "movenet_tfjs" / "movenet-thunder.bin").read_bytes()
-    encoded = b"".join(graph.weights[name].astype({"float16": np.float16, "int32": np.int32}[graph.stored_dtypes[name]])
-                       .tobytes() for name in graph.weights)
-    assert encoded == data
-    assert sum(v == "float16" for v in graph.stored_dtypes.values()) == 149
+    assert_weights_read_exactly(graph, shared_dir / "weights" / "movenet_tfjs" / "movenet-thunder.bin", 149)
 
 
 def test_bundled_state_dict_is_the_graphs_weights_exactly(graph):
-    bundled = torch.load("weights/movenet_thunder.pth", weights_only=True)
-    converted = convert(graph)
-    assert set(bundled) == set(converted)
-    for key, tensor in converted.items():
-        assert torch.equal(bundled[key].float(), tensor), key
-    for ours, node_name, _ in conv_nodes():
-        kernel = graph.weights[graph.nodes[node_name]["input"][1]]
-        assert np.array_equal(bundled[f"{ours}.weight"].float().numpy().transpose(2, 3, 1, 0)
-                              if "depthwise" not in ours else
-                              bundled[f"{ours}.weight"].float().numpy().transpose(2, 3, 0, 1), kernel), ours
+    assert_bundled_state_dict_is_the_graphs(graph, "weights/movenet_thunder.pth", "thunder")
 
 
 def _crops(shared_dir) -> np.ndarray:
@@ -64,11 +51,7 @@ def _crops(shared_dir) -> np.ndarray:
 
 
 LAYERS = {  # our intermediate → the graph node that computes it
-    "tap_stride4": _FPN + "model/block_2_add/add",
-    "tap_stride8": _FPN + "model/block_5_add/add",
-    "tap_stride16": _FPN + "model/block_9_add/add",
-    "tap_stride32": _FPN + "model/out_relu/Relu6",
-    "fpn": _FPN + "re_lu_2/Relu",
+    **BACKBONE_LAYERS,
     "center": _P + "Sigmoid_1",
     "heatmaps": _P + "Sigmoid",
     "offsets": _P + "kpt_offset_0/conv2d_7/BiasAdd",

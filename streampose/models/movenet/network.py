@@ -1,4 +1,5 @@
-"""MoveNet SinglePose (Lightning) in PyTorch: MobileNetV2 + FPN + CenterNet-style heads.
+"""MoveNet SinglePose (Lightning, Thunder) and MultiPose (Lightning) in PyTorch: MobileNetV2 + FPN +
+CenterNet-style heads.
 
 The network is reconstructed from Google's TFLite release
 (``movenet_singlepose_lightning`` v4, Apache-2.0; model card:
@@ -26,6 +27,15 @@ input and returns the four head maps; the graph's own decoding is
 chains normalisation, network and decoding to give what the TFLite model
 gives: uint8-range RGB in, ``(B, 17, 3)`` rows of (y, x, score) out, y and x
 in [0, 1] of the input.
+
+MultiPose Lightning (tfhub.dev/google/tfjs-model/movenet/multipose/lightning/1
+as TF.js stores it, converted by ``scripts/convert_movenet_tfjs.py --model
+multipose``) is the same backbone and FPN at width 1.5 with two more heads,
+person box size (2: height, width) and box-centre offset (2: dy, dx), both in
+heatmap cells; the graph takes any input whose sides are multiples of 32.
+:class:`MoveNetMultiPoseNet` returns its six maps; the graph's own decoding of
+them (up to 6 people) is the NumPy function
+:func:`streampose.models.movenet.multipose_decode.decode_multi_pose`.
 """
 
 from __future__ import annotations
@@ -234,6 +244,43 @@ class MoveNetNet(nn.Module):
         x = self.fpn(self.backbone(images))
         return (self.center(x).sigmoid(), self.keypoint_heatmap(x).sigmoid(),
                 self.keypoint_offset(x), self.keypoint_regress(x))
+
+
+#: MoveNet MultiPose variants. Lightning: the TF.js graph's width (stem 48 channels = 32 x 1.5) and input
+#: normalisation (the same float16 constants as Thunder's); input_size is Google's recommended longer side.
+MULTIPOSE_VARIANTS: dict[str, MoveNetSpec] = {
+    "lightning": MoveNetSpec(input_size=256, width=1.5, input_mean=_THUNDER_INPUT_SCALE,
+                             input_std=_THUNDER_INPUT_SCALE),
+}
+
+#: the stride of MoveNet's output maps, and the multiple of 32 every MultiPose input side must be.
+OUTPUT_STRIDE = 4
+INPUT_MULTIPLE = 32
+
+
+class MoveNetMultiPoseNet(MoveNetNet):
+    """(B, 3, H, W) normalised RGB, H and W multiples of 32 → six maps on the stride-4 grid:
+    centre (B, 1, ., .) and keypoint heatmaps (B, K, ., .) after sigmoid; keypoint offsets and
+    regression (B, 2K, ., .), (dy, dx) per keypoint; box size (B, 2, ., .) (height, width) and
+    box-centre offset (B, 2, ., .) (dy, dx); all vectors in heatmap cells.
+    """
+
+    def __init__(self, spec: MoveNetSpec = MULTIPOSE_VARIANTS["lightning"]) -> None:
+        super().__init__(spec)
+        self.box_scale = Head(24, spec.head_channels, 2)
+        self.box_offset = Head(24, spec.head_channels, 2)
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        x = self.fpn(self.backbone(images))
+        return (self.center(x).sigmoid(), self.keypoint_heatmap(x).sigmoid(), self.keypoint_offset(x),
+                self.keypoint_regress(x), self.box_scale(x), self.box_offset(x))
+
+
+def build_movenet_multipose(variant: str = "lightning") -> MoveNetMultiPoseNet:
+    """A MoveNet MultiPose network of a named variant (see ``MULTIPOSE_VARIANTS``), randomly initialised."""
+    if variant not in MULTIPOSE_VARIANTS:
+        raise ValueError(f"unknown MoveNet MultiPose variant {variant!r}; known: {sorted(MULTIPOSE_VARIANTS)}")
+    return MoveNetMultiPoseNet(MULTIPOSE_VARIANTS[variant])
 
 
 def _float16_centre_weight(name: str, tensor: torch.Tensor) -> torch.Tensor:

@@ -117,6 +117,9 @@ def load_movenet_topdown(path: str | Path = DEFAULT_POSE_WEIGHTS, *, flip_test: 
 
     hint = "convert Google's release with scripts/convert_movenet.py or scripts/convert_movenet_tfjs.py"
     state = load_state_dict_file(path, "MoveNet weights", hint)
+    if any(k.startswith("box_scale.") for k in state):  # the person box heads only MultiPose has
+        raise CheckpointError(f"MoveNet weights {str(path)!r} are MoveNet MultiPose (bottom-up, whole frames), "
+                              "not a top-down model; run them with the movenet_multipose step or --pose-model")
     variant = next((v for v in VARIANTS if shapes_match(build_movenet(v), state)), "lightning")
     network = build_movenet(variant)
     load_exactly(network, state, path, "MoveNet weights")
