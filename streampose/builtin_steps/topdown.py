@@ -25,7 +25,7 @@ from typing import Literal
 
 import numpy as np
 
-from ..device import check_threads, resolve_precision, set_torch_threads
+from ..device import check_threads, set_torch_threads
 from ..errors import ConfigError, UserError
 from ..records import Detections, Frame, FramePacket
 from ..step import Step, register_step
@@ -108,7 +108,7 @@ class TopDownPoseStep(Step):
             except ValueError as e:
                 raise ConfigError(f"topdown_pose: {e}") from e
         set_torch_threads(o.threads)
-        from ..gpu.acceleration import accelerate_network, configure_cudnn, default_channels_last
+        from ..gpu.acceleration import configure_cudnn, network_in_precision
 
         configure_cudnn(o.cudnn_benchmark)
         self.estimator = TopDownEstimator.from_checkpoint(o.weights, flip_test=o.flip_test, use_dark=o.use_dark,
@@ -123,11 +123,9 @@ class TopDownPoseStep(Step):
                                             device=model.device, model_name="hrnet", threads=o.threads,
                                             input_shape_chw=(3, *model.crop.input_size_wh[::-1]))
             return
-        channels_last = default_channels_last(model.device) if o.channels_last is None else o.channels_last
-        try:
-            precision = resolve_precision(o.precision, model.device)  # auto: fp32 (HRNet bf16 AP not measured)
-            model.network = accelerate_network(model.network, precision=precision,
-                                               channels_last=channels_last, compile=o.compile)
+        try:  # precision auto: fp32 (HRNet bf16 AP not measured)
+            model.network = network_in_precision(model.network, o.precision, model.device,
+                                                 channels_last=o.channels_last, compile=o.compile)
         except (ValueError, ConfigError) as e:  # fp16 on a CPU, bf16 on a CPU without it
             raise ConfigError(f"topdown_pose: {e}") from e
 

@@ -97,16 +97,16 @@ def default_channels_last(device) -> bool:
 
 
 def network_in_precision(network, precision: str, device, bf16_default_on_cpu: bool = False,
-                         channels_last: bool | None = None):
-    """``network`` run in a step's ``precision`` option, resolved for ``device``
+                         channels_last: bool | None = None, compile: bool = False):
+    """``network`` run as a step's options say: ``precision`` resolved for ``device``
     (:func:`streampose.device.resolve_precision`: ConfigError where the device lacks it),
-    channels-last where ``channels_last`` says (None: :func:`default_channels_last`)."""
+    channels-last where ``channels_last`` says (None: :func:`default_channels_last`), compiled on request."""
     from ..device import resolve_precision
 
     if channels_last is None:
         channels_last = default_channels_last(device)
     return accelerate_network(network, precision=resolve_precision(precision, device, bf16_default_on_cpu),
-                              channels_last=channels_last)
+                              channels_last=channels_last, compile=compile)
 
 
 def accelerate_network(network, *, precision: str = "fp32", channels_last: bool = False,
