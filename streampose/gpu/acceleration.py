@@ -88,8 +88,8 @@ class AcceleratedNetwork(torch.nn.Module):
 def default_channels_last(device) -> bool:
     """Whether a step runs its convolutions channels-last when its options do not say.
 
-    On the CPU, yes: oneDNN's NHWC convolutions measured 1.25x (HRNet-w32) to 2.3x
-    (YOLOv5n) faster in fp32 than NCHW here, 2.8-3.2x with bf16 (BENCHMARKS.md
+    On the CPU, yes: oneDNN's NHWC convolutions measured 1.06-1.15x (HRNet-w32) to
+    1.2-3.8x (YOLOv5n, YOLOX, MoveNet) the speed of NCHW in fp32 here (BENCHMARKS.md
     "Channels-last on the CPU", ``scripts/bench_channels_last.py``). On CUDA it is
     not measured, so the NCHW default stays.
     """
