@@ -1,9 +1,12 @@
-"""Channels-last (NHWC) against the default NCHW layout for every CPU model, side by side.
+"""Channels-last (NHWC) against the default NCHW layout for every CPU model, side by side,
+and batch norms folded into the convolutions on top of it.
 
 For each network (HRNet-w32 256x192 and HigherHRNet-w32 512 with the golden recipe
 weights in the official layout, real YOLOv5n, the bundled YOLOX detector and MoveNet
 Lightning), at the batch its pipeline step runs: milliseconds per forward in fp32 NCHW,
-fp32 NHWC, and, where the CPU has native bf16, bf16 NCHW / NHWC; variants alternate
+fp32 NHWC, fp32 NHWC with batch norms folded (the CPU default of the steps; a network
+without batch norms left shows the same as NHWC), and, where the CPU has native bf16,
+bf16 NCHW / NHWC / NHWC folded; variants alternate
 round by round (median of ``--rounds``), so a shared machine's load hits them alike.
 Also prints the largest output difference of NHWC against NCHW in fp32, relative to the
 output's largest magnitude (the golden "net" tolerance is 1e-4).
@@ -80,14 +83,19 @@ def largest_difference(a, b) -> float:
 
 def measure(name: str, network: torch.nn.Module, shape: tuple[int, ...], rounds: int, bf16: bool) -> dict:
     from streampose.gpu.acceleration import accelerate_network
+    from streampose.gpu.batchnorm_folding import fold_batchnorm
 
     nchw = plain(network)
+    folded = copy.deepcopy(nchw)
+    fold_batchnorm(folded)
     x = torch.randn(*shape)
     variants = {"fp32 NCHW": nchw,
-                "fp32 NHWC": accelerate_network(copy.deepcopy(nchw), channels_last=True)}
+                "fp32 NHWC": accelerate_network(copy.deepcopy(nchw), channels_last=True),
+                "fp32 NHWC folded": accelerate_network(copy.deepcopy(folded), channels_last=True)}
     if bf16:
         variants["bf16 NCHW"] = accelerate_network(nchw, precision="bf16")
         variants["bf16 NHWC"] = accelerate_network(copy.deepcopy(nchw), precision="bf16", channels_last=True)
+        variants["bf16 NHWC folded"] = accelerate_network(copy.deepcopy(folded), precision="bf16", channels_last=True)
     times: dict[str, list[float]] = {k: [] for k in variants}
     with torch.inference_mode():
         difference = largest_difference(nchw(x), variants["fp32 NHWC"](x))
@@ -116,7 +124,8 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     bf16 = cpu_bf16_support() is not None
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, bf16: {cpu_bf16_support() or 'no'}")
-    columns = ["fp32 NCHW", "fp32 NHWC"] + (["bf16 NCHW", "bf16 NHWC"] if bf16 else [])
+    columns = ["fp32 NCHW", "fp32 NHWC", "fp32 NHWC folded"] + (["bf16 NCHW", "bf16 NHWC", "bf16 NHWC folded"]
+                                                                if bf16 else [])
     print("| model | " + " | ".join(f"{c} ms (vs fp32 NCHW)" for c in columns) + " | NHWC - NCHW (fp32, rel.) |")
     print("|---|" + "---:|" * (len(columns) + 1))
     with tempfile.TemporaryDirectory(prefix="bench_channels_last_") as folder:

@@ -55,3 +55,8 @@ def name_list(text: str) -> list[str]:
     if not names:
         raise argparse.ArgumentTypeError(f"expected comma-separated names, got {text!r}")
     return names
+
+
+def positive_int_list(text: str) -> list[int]:
+    """argparse type: comma-separated whole numbers ≥ 1 (``4,8,16``)."""
+    return [positive_int(part.strip()) for part in name_list(text)]

@@ -9,7 +9,7 @@ import torch
 from hrnet_recipe import one_torch_thread  # noqa: F401
 from streampose.records import Poses
 from streampose.topdown.crops import CropSpec
-from streampose.topdown.estimator import TopDownEstimator, person_scores
+from streampose.topdown.estimator import TopDownEstimator, default_max_batch, person_scores
 from streampose.models.hrnet.topdown import CropKeypoints, HeatmapTopDownModel, SimDRTopDownModel
 from streampose.models.hrnet.network import HeatmapHeadSpec, HRNetSpec, PoseNetSpec, SimDRHeadSpec, build_network
 
@@ -86,6 +86,7 @@ def test_bad_inputs_are_named(frames):
         estimator.predict(images[0], boxes[0], np.ones(2))
     with pytest.raises(ValueError, match="max_batch"):
         TopDownEstimator(estimator.model, max_batch=0)
+    assert estimator.max_batch == 8  # the CPU default (scripts/bench_crop_batch.py)
     with pytest.raises(ValueError, match="flip_test"):
         HeatmapTopDownModel(build_network(PoseNetSpec("k5", TINY_BACKBONE, HeatmapHeadSpec(num_joints=5), (96, 128))),
                             CropSpec((96, 128)), flip_test=True)
@@ -124,3 +125,8 @@ def test_another_model_family_plugs_in():
     for kp, box, (x, y) in zip(poses.keypoints, boxes, dots):
         px_per_crop_px = max(box[2] - box[0], box[3] - box[1]) * 1.25 / 64
         assert np.abs(kp - [x, y]).max() <= px_per_crop_px, (kp[0], (x, y))
+
+
+def test_crops_per_forward_default_by_device():
+    assert default_max_batch(torch.device("cpu")) == default_max_batch("cpu") == 8
+    assert default_max_batch(torch.device("cuda", 1)) == default_max_batch("cuda") == 64

@@ -37,7 +37,7 @@ class MoveNetPoseOptions:
     network's time per crop; COCO AP on ../shared/coco with ground-truth
     boxes 0.532 against the float network's 0.590); needs
     ``<weights stem>_quant.pth`` beside the weights, written by the same script; max_batch: most person
-    crops per forward pass (a flip test doubles it); threads: torch CPU
+    crops per forward pass (unset: 8 on the CPU, 64 on CUDA; a flip test doubles it); threads: torch CPU
     threads of the process running the step (0: the runtime's choice, by
     measured stage cost); device: auto, cpu, cuda, cuda:N; precision: "auto" (bf16 on a CPU with
     AMX or AVX512-BF16 where the model loses no accuracy in it, see
@@ -51,14 +51,14 @@ class MoveNetPoseOptions:
     weights: str = _DEFAULT_POSE
     flip_test: bool = False
     quantized: bool = False
-    max_batch: int = 32
+    max_batch: int | None = None
     threads: int = 0
     device: str = "auto"
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     backend: Literal["torch", "onnxruntime", "openvino", "tensorrt"] = "torch"
 
     def __post_init__(self) -> None:
-        if self.max_batch < 1:
+        if self.max_batch is not None and self.max_batch < 1:
             raise ValueError(f"max_batch: must be at least 1, got {self.max_batch}")
         check_threads(self.threads)
 

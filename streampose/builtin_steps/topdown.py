@@ -44,7 +44,8 @@ class TopDownPoseOptions:
     layouts; see weights/README.md); flip_test: average with the flipped
     crop (official test setting, 2x the compute); use_dark: DARK sub-pixel
     decoding instead of the quarter-pixel step (heatmap models);
-    max_batch: most crops per forward pass; person_class_id: the detections'
+    max_batch: most crops per forward pass (unset: 8 on the CPU, 64 on
+    CUDA; streampose.topdown.estimator.default_max_batch); person_class_id: the detections'
     class taken as people; min_box_score: boxes scoring less are skipped;
     threads: torch CPU threads of the stage's process (0: the runtime's
     choice, by measured stage cost); device: auto, cpu, cuda, cuda:N.
@@ -64,7 +65,7 @@ class TopDownPoseOptions:
     weights: str
     flip_test: bool = True
     use_dark: bool = False
-    max_batch: int = 64
+    max_batch: int | None = None
     person_class_id: int = 0
     min_box_score: float = 0.0
     threads: int = 0
@@ -78,7 +79,7 @@ class TopDownPoseOptions:
     compile: bool = False
 
     def __post_init__(self) -> None:
-        if self.max_batch < 1:
+        if self.max_batch is not None and self.max_batch < 1:
             raise ValueError(f"max_batch: must be at least 1, got {self.max_batch}")
         check_threads(self.threads)
         if not 0.0 <= self.min_box_score <= 1.0:

@@ -68,23 +68,37 @@ def _check_boxes(xyxy, scores, where: str) -> tuple[np.ndarray, np.ndarray]:
     return xyxy, scores
 
 
+#: crops per forward when a step does not say, by device type. On the CPU the cost per crop is
+#: flat or grows past ~8 crops (HRNet-w32 bf16 and MoveNet fp32 are fastest at 4-8, bigger
+#: forwards only hold more memory; BENCHMARKS.md "Crops per forward", scripts/bench_crop_batch.py);
+#: a GPU wants large batches to stay busy.
+DEFAULT_MAX_BATCH = {"cpu": 8}
+DEFAULT_MAX_BATCH_ELSEWHERE = 64
+
+
+def default_max_batch(device) -> int:
+    """Crops per forward for a model on ``device`` (a torch.device or a name) when the step does not say."""
+    kind = getattr(device, "type", str(device).split(":")[0])
+    return DEFAULT_MAX_BATCH.get(kind, DEFAULT_MAX_BATCH_ELSEWHERE)
+
+
 class TopDownEstimator:
     """Poses of given person boxes, with one chunked batched forward for all people of all frames.
 
     model: a :class:`~streampose.models.protocols.TopDownPoseModel`; max_batch:
-    most crops per forward (memory bound; a flip test runs a second forward
-    of the same size); crops_on_device: make the crops with ``grid_sample``
+    most crops per forward (None: :func:`default_max_batch` for the model's
+    device; a flip test runs a second forward of the same size); crops_on_device: make the crops with ``grid_sample``
     from the uploaded frame (:mod:`.gpu_crops`) instead of ``cv2.warpAffine``;
     decode_on_device: decode in torch where the network ran (models with a
     ``decode_on_device`` attribute); both None = on when the model is on CUDA.
     """
 
-    def __init__(self, model: TopDownPoseModel, *, max_batch: int = 64, crops_on_device: bool | None = None,
+    def __init__(self, model: TopDownPoseModel, *, max_batch: int | None = None, crops_on_device: bool | None = None,
                  decode_on_device: bool | None = None):
-        if max_batch < 1:
+        if max_batch is not None and max_batch < 1:
             raise ValueError(f"max_batch must be >= 1, got {max_batch}")
         self.model = model
-        self.max_batch = max_batch
+        self.max_batch = max_batch if max_batch is not None else default_max_batch(model.device)
         on_cuda = getattr(model.device, "type", "cpu") == "cuda"
         # GPU fast path (streampose.topdown.gpu_crops / device_decode): automatic on CUDA, forced by True.
         self.device_crops = None
@@ -97,7 +111,7 @@ class TopDownEstimator:
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, *, flip_test: bool = True, use_dark: bool = False,
-                        max_batch: int = 64, device: str = "auto", crops_on_device: bool | None = None,
+                        max_batch: int | None = None, device: str = "auto", crops_on_device: bool | None = None,
                         decode_on_device: bool | None = None) -> "TopDownEstimator":
         """From an HRNet / SimDR checkpoint (official, SimDR or sithu31296 layouts).
 
