@@ -63,10 +63,12 @@ def test_balancer_follows_a_changing_load():
     balancer = ThreadBalancer(ctx, specs, [[0], [1, 2], [3]], cores=4)
     assert list(balancer.threads) == [2, 1, 1, 1]  # equal shares of 4 cores; the replicas split theirs
     now = 100.0
-    for _ in range(4):  # stage 1 (two replicas) does most of the work
+    for _ in range(4):  # stage 1 (two replicas) does most of the work; every stage passes on 10 frames a look
         balancer.busy[0] += 0.1
         balancer.busy[1] += 0.9
         balancer.busy[2] += 0.9
+        for slot, frames in ((0, 10), (1, 5), (2, 5), (3, 10)):
+            balancer.frames[slot] += frames
         now += 1.0
         balancer.rebalance(now)
     assert balancer.plan == [1, 4, 1] and list(balancer.threads) == [1, 2, 2, 1]
@@ -74,9 +76,35 @@ def test_balancer_follows_a_changing_load():
         balancer.busy[0] += 3.0
         balancer.busy[1] += 0.1
         balancer.busy[2] += 0.1
+        for slot, frames in ((0, 10), (1, 5), (2, 5), (3, 10)):
+            balancer.frames[slot] += frames
         now += 1.0
         balancer.rebalance(now)
     assert balancer.plan == [4, 1, 1]
+
+
+def test_a_stage_running_ahead_while_the_queues_fill_keeps_its_per_frame_share():
+    """Measured in issue 17: in the first look the detector had spent 0.29 of the busy time (it ran
+    ahead, filling the queue) but 0.07 of a frame's cost; by time it took a core from the pose stage."""
+    ctx = __import__("multiprocessing").get_context("spawn")
+    __import__("streampose.config").config.import_step_modules([STEPS_FILE])
+    specs = [[{"type": "test_work"}], [{"type": "test_work"}], [{"type": "draw"}]]
+    balancer = ThreadBalancer(ctx, specs, [[0], [1], [2]], cores=2)
+    now = 100.0
+    balancer.busy[0], balancer.frames[0] = 24 * 0.16, 24  # detector: 24 frames ahead, 0.16 s each (0.29 of the time)
+    balancer.busy[1], balancer.frames[1] = 4 * 2 * 1.2, 4  # pose: its first batch of 4, 1.2 s each on 2 threads
+    balancer.busy[2], balancer.frames[2] = 0.01, 4
+    balancer.rebalance(now)
+    now += 1.0
+    balancer.rebalance(now)
+    assert balancer.plan == [1, 2, 1]
+    shares = [c / sum(balancer.costs) for c in balancer.costs]
+    assert shares[0] < 0.1 < 0.9 < shares[1]
+    balancer.busy[0] += 0.5  # a window in which the pose stage passed nothing on: its estimate stays
+    balancer.frames[0] += 3
+    now += 1.0
+    balancer.rebalance(now)
+    assert balancer.plan == [1, 2, 1] and shares[1] == pytest.approx(balancer.costs[1] / sum(balancer.costs), rel=0.2)
 
 
 def _two_model_stages(out, heavy_threads=0):

@@ -9,8 +9,13 @@ other idle (issue 17 measured 1.64x from giving it both).
 
 The rule (:func:`allocate_threads`):
 
-- a stage's *cost* is the thread-seconds it spent busy (busy wall time x
-  threads it had), a running estimate per stage, smoothed between looks;
+- a stage's *cost* is the thread-seconds it spends busy per frame (busy
+  wall time x threads it had, over the frames it passed on), a running
+  estimate per stage, smoothed between looks. Per frame, not per second:
+  while the queues fill, the detector runs ahead of the pose stage, and its
+  share of the busy time then says nothing about its share of each frame's
+  work (measured: 0.29 of the busy time in the first look, 0.07 of a frame's
+  cost; by time it took a core from the pose stage for seconds);
 - a stage without math steps (no step with a ``threads`` option), or a
   light one (its share of the cost is under half a core), gets 1 thread:
   it only does Python/numpy, or it sleeps most of the time;
@@ -135,18 +140,21 @@ def stage_uses_math(specs: list[dict[str, Any]]) -> bool:
 class StageThreads:
     """One stage process's end of the shared arrays (picklable to the child).
 
-    busy: cumulative busy seconds x threads per process slot (written by the
-    child); threads: the count each process slot should use (written by the
-    parent; 0 means leave it alone).
+    busy: cumulative busy seconds x threads per process slot, frames: frames
+    passed on per process slot (both written by the child); threads: the
+    count each process slot should use (written by the parent; 0 means leave
+    it alone).
     """
 
     busy: Any
+    frames: Any
     threads: Any
     slot: int
 
-    def report(self, busy_s: float, current_threads: int) -> None:
-        """Add ``busy_s`` seconds spent with ``current_threads`` threads."""
+    def report(self, busy_s: float, current_threads: int, frames: int) -> None:
+        """Add ``busy_s`` seconds spent with ``current_threads`` threads on ``frames`` frames passed on."""
         self.busy[self.slot] += busy_s * max(1, current_threads)
+        self.frames[self.slot] += frames
 
     def wanted(self) -> int:
         return int(self.threads[self.slot])
@@ -162,6 +170,7 @@ class ThreadBalancer:
                  cores: int | None = None) -> None:
         n_slots = sum(len(s) for s in stage_slots)
         self.busy = ctx.Array("d", n_slots, lock=False)
+        self.frames = ctx.Array("d", n_slots, lock=False)
         self.threads = ctx.Array("i", n_slots, lock=False)
         self.stage_slots = stage_slots
         self.cores = cores or os.cpu_count() or 1
@@ -171,6 +180,7 @@ class ThreadBalancer:
         self.pinned: list[int | None] = [max(p) if p else None for p in pins]
         self.costs = [0.0] * len(stage_specs)
         self._last_busy = [0.0] * len(stage_specs)
+        self._last_frames = [0.0] * len(stage_specs)
         self._next_look: float | None = None  # set at the first call (the run's start)
         # Until every model stage has run a batch: a prior by role (pose models cost more per frame
         # than detectors: ~90 % of a top-down pipeline's work), so the first batches get threads too.
@@ -183,7 +193,7 @@ class ThreadBalancer:
         return not self.user_omp
 
     def for_slot(self, slot: int) -> StageThreads:
-        return StageThreads(self.busy, self.threads, slot)
+        return StageThreads(self.busy, self.frames, self.threads, slot)
 
     def rebalance(self, now: float | None = None) -> list[int] | None:
         """Look at the costs if it is time; returns the new plan when it changed."""
@@ -196,14 +206,17 @@ class ThreadBalancer:
         busy = [sum(self.busy[s] for s in slots) for slots in self.stage_slots]
         if any(m and p is None and b <= 0.0 for m, p, b in zip(self.math, self.pinned, busy)):
             return None  # warm-up: a model stage has not finished a batch yet, its cost is unknown
-        window = [b - last for b, last in zip(busy, self._last_busy)]
-        self._last_busy = busy
-        if sum(window) <= 0.0:
-            return None  # nothing ran since the last look (models loading, or idle)
-        if sum(self.costs) <= 0.0:
-            self.costs = window
-        else:
-            self.costs = [(1 - SMOOTHING) * c + SMOOTHING * w for c, w in zip(self.costs, window)]
+        frames = [sum(self.frames[s] for s in slots) for slots in self.stage_slots]
+        updated = False
+        for i, (b, f) in enumerate(zip(busy, frames)):
+            if f <= self._last_frames[i]:
+                continue  # no frame passed on since the last look (a batch still running): its time waits
+            per_frame = (b - self._last_busy[i]) / (f - self._last_frames[i])
+            self.costs[i] = per_frame if self.costs[i] <= 0.0 else (1 - SMOOTHING) * self.costs[i] + SMOOTHING * per_frame
+            self._last_busy[i], self._last_frames[i] = b, f
+            updated = True
+        if not updated or sum(self.costs) <= 0.0:
+            return None  # nothing passed on since the last look (models loading, or idle)
         plan = allocate_threads(self.costs, self.cores, self.math, self.pinned)
         if plan == self.plan:
             return None

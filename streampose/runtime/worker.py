@@ -475,6 +475,7 @@ class _ThreadFollower:
     def __init__(self, shared: StageThreads | None) -> None:
         self.shared = shared
         self.busy_s = 0.0
+        self.frames_out = 0
 
     @staticmethod
     def _current() -> int:
@@ -482,12 +483,12 @@ class _ThreadFollower:
         return torch.get_num_threads() if torch is not None else 1
 
     def follow(self, stats: StageStats) -> None:
-        """After a batch: report its busy time (x the threads it ran with)."""
+        """After a batch: report its busy time (x the threads it ran with) and the frames it passed on."""
         if self.shared is None:
             return
         busy_s = sum(stats.busy_s.values())
-        self.shared.report(busy_s - self.busy_s, self._current())
-        self.busy_s = busy_s
+        self.shared.report(busy_s - self.busy_s, self._current(), stats.frames_out - self.frames_out)
+        self.busy_s, self.frames_out = busy_s, stats.frames_out
         self.take_up()
 
     def take_up(self) -> None:
