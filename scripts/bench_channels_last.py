@@ -12,6 +12,7 @@ Also prints the largest output difference of NHWC against NCHW in fp32, relative
 output's largest magnitude (the golden "net" tolerance is 1e-4).
 
     python scripts/bench_channels_last.py --rounds 7
+    python scripts/bench_channels_last.py --only yolox --yolox-sizes 192,256,320 --threads 1 --rounds 40
 """
 
 from __future__ import annotations
@@ -44,7 +45,8 @@ def recipe_network(model: str, folder: Path):
     return network.eval()
 
 
-def networks(folder: Path) -> dict[str, tuple[torch.nn.Module, tuple[int, ...]]]:
+def networks(folder: Path, yolox_sizes: list[int] = (192,),
+             only: list[str] | None = None) -> dict[str, tuple[torch.nn.Module, tuple[int, ...]]]:
     """name → (fp32 NCHW network, input shape at the step's usual batch)."""
     from streampose.models import registry
     from streampose.models.yolov5.detector import YoloV5Detector
@@ -58,11 +60,12 @@ def networks(folder: Path) -> dict[str, tuple[torch.nn.Module, tuple[int, ...]]]
         found["YOLOv5n 640 (1 frame, 384x640)"] = (detector.network, (1, 3, 384, 640))
     if registry.get("light_person_detector_192").present:
         yolox = registry.build("light_person_detector_192")
-        found["bundled YOLOX 192 (1 frame)"] = (yolox.net, (1, 3, 192, 192))
+        for size in yolox_sizes:
+            found[f"bundled YOLOX {size} (1 frame)"] = (yolox.net, (1, 3, size, size))
     if registry.get("movenet_lightning").present:
         movenet = registry.build("movenet_lightning")
         found["MoveNet Lightning (16 crops)"] = (movenet.network, (16, 3, 192, 192))
-    return found
+    return {name: v for name, v in found.items() if not only or any(o.lower() in name.lower() for o in only)}
 
 
 def plain(network: torch.nn.Module) -> torch.nn.Module:
@@ -114,11 +117,16 @@ def measure(name: str, network: torch.nn.Module, shape: tuple[int, ...], rounds:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from streampose.cli_args import name_list, positive_int_list
     from streampose.device import cpu_bf16_support
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=5, help="alternating rounds per variant (median)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
+    parser.add_argument("--yolox-sizes", type=positive_int_list, default=[192],
+                        help="input sizes of the bundled YOLOX rows, comma-separated (default 192)")
+    parser.add_argument("--only", type=name_list, help="rows whose name contains one of these, comma-separated "
+                                                       "(e.g. yolox,movenet)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -129,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     print("| model | " + " | ".join(f"{c} ms (vs fp32 NCHW)" for c in columns) + " | NHWC - NCHW (fp32, rel.) |")
     print("|---|" + "---:|" * (len(columns) + 1))
     with tempfile.TemporaryDirectory(prefix="bench_channels_last_") as folder:
-        for name, (network, shape) in networks(Path(folder)).items():
+        for name, (network, shape) in networks(Path(folder), args.yolox_sizes, args.only).items():
             measure(name, network, shape, args.rounds, bf16)
     return 0
 
