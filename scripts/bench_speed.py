@@ -18,7 +18,8 @@ and reporting the median, so a shared machine's noise hits all variants alike:
     of the clip's size, *before* (this issue: fp32, one pinned thread per model stage) and
     *after* (the default: threads by cost, bf16 where the CPU has it); and
     ``pipelines/multipose.toml`` (MoveNet MultiPose, bottom-up: one forward per frame
-    whatever the crowd, at most 6 people found).
+    whatever the crowd, at most 6 people found); and the default pipeline's pose step alone
+    in one process on all cores (detections made first), the bound of its pose stage.
 (d) *backends*: crops/s of HRNet-w32 and MoveNet per backend (torch fp32, torch bf16 where the
     CPU has it, onnxruntime, openvino when installed), and the default pipeline end to end on each.
 
@@ -265,6 +266,7 @@ def part_a(args, folder: Path) -> dict:
     base = res["demo loop (fp32, all cores)"]["fps"]
     print(f"\n(a) top-down HRNet-w32 vs the original demo's method, street-demo.mp4 (5 frames looped) {len(frames)} frames, "
           f"{res['demo loop (fp32, all cores)']['people_per_frame']:.1f} people/frame (YOLOv5n), flip off")
+    print(f"backend auto: {_auto_backends()}")
     _table(res, base, "vs demo loop")
     return res
 
@@ -386,7 +388,7 @@ def part_c(args, folder: Path) -> dict:
     out = {}
     print(f"\n(c) default pipeline FPS vs people per frame, {len(street)} frames of street-demo.mp4's people on grey")
     print(f"{'people asked':>12} | {'found':>5} | {'before FPS':>10} | {'after FPS':>9} | {'after/before':>12} | "
-          f"{'multipose FPS':>13}")
+          f"{'pose alone FPS':>14} | {'multipose FPS':>13}")
     for people in args.people:
         frames, found = crowd_frames(street, people)
         source = save_frames(frames, folder, f"crowd{people}")
@@ -394,9 +396,12 @@ def part_c(args, folder: Path) -> dict:
                       "after": lambda: run(default_pipeline(), source),
                       "multipose": lambda: run(pipeline_data("multipose"), source)}, args.rounds)
         res["people_found"] = found
+        # the bound: the default pipeline's pose step alone in one process on all cores, detections made first
+        res["pose alone"] = pose_alone(default_pipeline(), frames, args.rounds)
         out[people] = res
         print(f"{people:>12} | {found:>5.1f} | {res['before']['fps']:>10.1f} | {res['after']['fps']:>9.1f} | "
-              f"{res['after']['fps'] / res['before']['fps']:>11.2f}x | {res['multipose']['fps']:>13.1f}", flush=True)
+              f"{res['after']['fps'] / res['before']['fps']:>11.2f}x | {res['pose alone']['fps']:>14.1f} | "
+              f"{res['multipose']['fps']:>13.1f}", flush=True)
     return out
 
 
@@ -462,11 +467,26 @@ def part_d(args, folder: Path) -> dict:
         return default_pipeline(precision=precision or "fp32", backend=backend)
 
     variants = {f"default pipeline {p}": (lambda p=p: run(pipeline(p), source)) for p in precisions}
+    # the default as it is: backend "auto" (the table `streampose backends --measure` wrote for this machine,
+    # torch without one) and precision "auto"
+    variants["default pipeline auto"] = lambda: run(default_pipeline(), source)
     res = rounds(variants, args.rounds)
-    print(f"\n(d) default pipeline end to end, street-demo.mp4 (5 frames looped) {len(street)} frames")
+    print(f"\n(d) default pipeline end to end, street-demo.mp4 (5 frames looped) {len(street)} frames; "
+          f"backend auto: {_auto_backends()}")
     _table(res, res["default pipeline torch fp32"]["fps"], "vs fp32")
     out["e2e"] = res
     return out
+
+
+def _auto_backends() -> str:
+    """What backend = "auto" runs per model family here (the measured table, else torch)."""
+    import torch
+
+    from streampose.export.backend_choice import fastest_backend, table_path
+
+    families = ("yolov5", "hrnet", "yolox", "movenet", "movenet_multipose")
+    chosen = ", ".join(f"{f} {fastest_backend(f, torch.device('cpu'))}" for f in families)
+    return f"{chosen} (table {table_path()})"
 
 
 # --- (g) GPU: fp16 vs TensorRT, replicas over GPUs ----------------------------------------------------

@@ -19,6 +19,7 @@ from .config import PIPELINES_DIR, apply_overrides, available_pipelines, load_pi
 from .errors import ConfigError, UserError
 from .cli_args import OneLineErrorParser, attempts_count, fraction, name_list, positive_int
 from .io.urls import redact_text
+from .export.backends import BACKEND_CHOICES
 from .runtime import EXIT_SIGINT, EXIT_STAGE_FAILED, EXIT_USER_ERROR, StageFailed, run_pipeline
 
 log = logging.getLogger("streampose")
@@ -100,8 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
                            "(default: %(default)s)")
     pipe.add_argument("--list-pipelines", action="store_true", help="list the pipelines in pipelines/ and exit")
     pipe.add_argument("--device", metavar="DEV", help="auto, cpu, cuda or cuda:N for every model step")
-    pipe.add_argument("--backend", choices=("torch", "onnxruntime", "openvino", "tensorrt"),
-                      help="inference backend of every model step (default: each step's own, see BENCHMARKS.md)")
+    pipe.add_argument("--backend", choices=BACKEND_CHOICES,
+                      help="inference backend of every model step (default: each step's own, auto: the fastest "
+                           "`streampose backends --measure` measured here, else torch)")
     pipe.add_argument("--det-model", metavar="NAME|PATH",
                       help="the detector: a model name (see `streampose models`) or a weights file")
     pipe.add_argument("--pose-model", metavar="NAME|PATH",
@@ -223,6 +225,7 @@ def resolve_pipeline_name(name: str) -> str:
 SUBCOMMANDS: dict[str, str] = {
     "models": "streampose.models_command",
     "export": "streampose.export.cli",
+    "backends": "streampose.backends_command",  # the measured table behind backend = "auto"
     "batch": "streampose.distributed.cli",  # a corpus on a Ray cluster (the ray extra)
 }
 

@@ -11,6 +11,9 @@ import pytest
 # Set before any test module imports numba (a fixture would run too late): the
 # package directory may be read-only on CI, so Numba's cache goes elsewhere.
 os.environ.setdefault("NUMBA_CACHE_DIR", os.path.join(tempfile.gettempdir(), "streampose-numba-cache"))
+# Steps with backend = "auto" must not follow a backend table the developer measured on this machine
+# (streampose backends --measure): tests see torch unless they write a table of their own.
+os.environ["STREAMPOSE_BACKEND_TABLE"] = os.path.join(tempfile.mkdtemp(prefix="streampose-tests-"), "backends.json")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("STREAMPOSE_SHARED", REPO_ROOT.parent / "shared"))

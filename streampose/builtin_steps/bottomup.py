@@ -41,8 +41,10 @@ class HigherHRNetPoseOptions:
     choice, by measured stage cost); device: auto, cpu, cuda, cuda:N;
     precision: bf16 on CPUs with AMX or AVX512-BF16 (auto: fp32, its bf16
     accuracy is not measured); backend: what runs the network
-    (torch, onnxruntime, openvino on the CPU, tensorrt on CUDA; the others
-    than torch run an ONNX export made at start, in fp32, and our decoders).
+    (auto: the fastest `streampose backends --measure` measured on this
+    machine, torch without such a table; torch, onnxruntime, openvino on
+    the CPU, tensorrt on CUDA; the others than torch run an ONNX export
+    made at start, in fp32, and our decoders).
     """
 
     weights: str
@@ -59,7 +61,7 @@ class HigherHRNetPoseOptions:
     threads: int = 0
     device: str = "auto"
     precision: Literal["auto", "fp32", "bf16"] = "auto"
-    backend: Literal["torch", "onnxruntime", "openvino", "tensorrt"] = "torch"
+    backend: Literal["auto", "torch", "onnxruntime", "openvino", "tensorrt"] = "auto"
 
     def __post_init__(self) -> None:
         check_threads(self.threads)

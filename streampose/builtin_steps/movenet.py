@@ -44,8 +44,10 @@ class MoveNetPoseOptions:
     BENCHMARKS.md "CPU precision"; else fp32), "fp32" or "bf16" (refused on
     CPUs without native bf16).
     Ignored with ``quantized``. backend: what runs the network
-    (torch, onnxruntime, openvino on the CPU, tensorrt on CUDA; the others
-    than torch run an ONNX export made at start, in fp32, and our decoders).
+    (auto: the fastest `streampose backends --measure` measured on this
+    machine, torch without such a table; torch, onnxruntime, openvino on
+    the CPU, tensorrt on CUDA; the others than torch run an ONNX export
+    made at start, in fp32, and our decoders).
     """
 
     weights: str = _DEFAULT_POSE
@@ -55,7 +57,7 @@ class MoveNetPoseOptions:
     threads: int = 0
     device: str = "auto"
     precision: Literal["auto", "fp32", "bf16"] = "auto"
-    backend: Literal["torch", "onnxruntime", "openvino", "tensorrt"] = "torch"
+    backend: Literal["auto", "torch", "onnxruntime", "openvino", "tensorrt"] = "auto"
 
     def __post_init__(self) -> None:
         if self.max_batch is not None and self.max_batch < 1:
@@ -88,7 +90,7 @@ class MoveNetPoseStep(Step):
         set_torch_threads(o.threads)
         model = load_movenet_topdown(o.weights, flip_test=o.flip_test, quantized=o.quantized,
                                      device=resolve_device(o.device))
-        if o.quantized and o.backend != "torch":
+        if o.quantized and o.backend not in ("torch", "auto"):
             raise ConfigError("movenet_pose: quantized runs on the torch backend only; use backend = \"torch\"")
         if not o.quantized:  # the int8-faithful network is exact by design: it stays as it is
             from ..export.backends import prepare_network
@@ -136,7 +138,7 @@ class MoveNetMultiPoseOptions:
     threads: int = 0
     device: str = "auto"
     precision: Literal["auto", "fp32", "bf16"] = "auto"
-    backend: Literal["torch", "onnxruntime", "openvino", "tensorrt"] = "torch"
+    backend: Literal["auto", "torch", "onnxruntime", "openvino", "tensorrt"] = "auto"
 
     def __post_init__(self) -> None:
         if self.input_size < 32 or self.input_size % 32:

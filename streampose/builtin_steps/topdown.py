@@ -58,8 +58,10 @@ class TopDownPoseOptions:
     forces them on the CPU too); compile: torch.compile the network
     (CUDA graphs on CUDA; fixed shapes only, off by default);
     backend: what runs the network
-    (torch, onnxruntime, openvino on the CPU, tensorrt on CUDA; the others
-    than torch run an ONNX export made at start, in fp32, and our decoders).
+    (auto: the fastest `streampose backends --measure` measured on this
+    machine, torch without such a table; torch, onnxruntime, openvino on
+    the CPU, tensorrt on CUDA; the others than torch run an ONNX export
+    made at start, in fp32, and our decoders).
     """
 
     weights: str
@@ -71,7 +73,7 @@ class TopDownPoseOptions:
     threads: int = 0
     device: str = "auto"
     precision: Literal["auto", "fp32", "fp16", "bf16"] = "auto"
-    backend: Literal["torch", "onnxruntime", "openvino", "tensorrt"] = "torch"
+    backend: Literal["auto", "torch", "onnxruntime", "openvino", "tensorrt"] = "auto"
     channels_last: bool | None = None
     cudnn_benchmark: bool = False
     crops_on_device: bool | None = None
@@ -117,10 +119,14 @@ class TopDownPoseStep(Step):
                                                           crops_on_device=o.crops_on_device,
                                                           decode_on_device=o.decode_on_device)
         model = self.estimator.model
-        if o.backend != "torch":
+        from ..export.backend_choice import resolve_backend
+
+        backend = resolve_backend(o.backend, "hrnet", model.device, torch_only=(
+            o.precision not in ("auto", "fp32") or o.compile or o.channels_last is not None))
+        if backend != "torch":
             from ..export.backends import prepare_network
 
-            model.network = prepare_network(model.network, backend=o.backend, precision=o.precision,
+            model.network = prepare_network(model.network, backend=backend, precision=o.precision,
                                             device=model.device, model_name="hrnet", threads=o.threads,
                                             input_shape_chw=(3, *model.crop.input_size_wh[::-1]))
             return

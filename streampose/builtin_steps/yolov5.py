@@ -41,8 +41,10 @@ class YoloV5DetectorOptions:
     the convolutions (CUDA; set in start()); precision: CPU bf16 (AMX or
     AVX512-BF16 only; "auto": bf16 there when it loses no accuracy, see
     BENCHMARKS.md "CPU precision"), fp16 on CUDA is ``half``; backend: what runs the network
-    (torch, onnxruntime, openvino on the CPU, tensorrt on CUDA; the others
-    than torch run an ONNX export made at start, in fp32, and our decoders).
+    (auto: the fastest `streampose backends --measure` measured on this
+    machine, torch without such a table; torch, onnxruntime, openvino on
+    the CPU, tensorrt on CUDA; the others than torch run an ONNX export
+    made at start, in fp32, and our decoders).
     """
 
     weights: str
@@ -58,7 +60,7 @@ class YoloV5DetectorOptions:
     device: str = "auto"
     cudnn_benchmark: bool = False
     precision: Literal["auto", "fp32", "bf16"] = "auto"
-    backend: Literal["torch", "onnxruntime", "openvino", "tensorrt"] = "torch"
+    backend: Literal["auto", "torch", "onnxruntime", "openvino", "tensorrt"] = "auto"
 
     def __post_init__(self) -> None:
         if self.img_size < 32 or self.img_size % 32:
@@ -106,7 +108,7 @@ class YoloV5DetectorStep(Step):
             self.detector.network = prepare_network(
                 self.detector.network, backend=o.backend, precision=o.precision, device=self.detector.device,
                 bf16_default_on_cpu=BF16_DEFAULT_ON_CPU, model_name="yolov5", threads=o.threads)
-        elif o.backend != "torch":
+        elif o.backend not in ("torch", "auto"):
             raise ConfigError("yolov5_detector: half runs on the torch backend only; use backend = \"torch\"")
 
     def process(self, frames: list[Frame]) -> list[Frame]:

@@ -46,8 +46,10 @@ class YoloxDetectorOptions:
     AMX or AVX512-BF16 where the model loses no accuracy in it, see
     BENCHMARKS.md "CPU precision"; else fp32), "fp32" or "bf16" (refused on
     CPUs without native bf16); backend: what runs the network
-    (torch, onnxruntime, openvino on the CPU, tensorrt on CUDA; the others
-    than torch run an ONNX export made at start, in fp32, and our decoders).
+    (auto: the fastest `streampose backends --measure` measured on this
+    machine, torch without such a table; torch, onnxruntime, openvino on
+    the CPU, tensorrt on CUDA; the others than torch run an ONNX export
+    made at start, in fp32, and our decoders).
     """
 
     weights: str = _DEFAULT_DETECTOR
@@ -57,7 +59,7 @@ class YoloxDetectorOptions:
     threads: int = 0
     device: str = "auto"
     precision: Literal["auto", "fp32", "bf16"] = "auto"
-    backend: Literal["torch", "onnxruntime", "openvino", "tensorrt"] = "torch"
+    backend: Literal["auto", "torch", "onnxruntime", "openvino", "tensorrt"] = "auto"
 
     def __post_init__(self) -> None:
         if self.img_size is not None and (self.img_size < 32 or self.img_size % 32):

@@ -30,6 +30,8 @@ from ..errors import ConfigError, ExportError
 log = logging.getLogger(__name__)
 
 BACKENDS = ("torch", "onnxruntime", "openvino", "tensorrt")
+#: what a step's ``backend`` option may say: a backend, or "auto" (:mod:`.backend_choice`).
+BACKEND_CHOICES = ("auto", *BACKENDS)
 
 
 def check_backend(backend: str, device) -> None:
@@ -68,9 +70,14 @@ def prepare_network(network: Any, *, backend: str, precision: str, device, bf16_
                     model_name: str = "", threads: int = 0, input_shape_chw: tuple[int, int, int] | None = None) -> Any:
     """What a model step runs: ``network`` in its precision on torch, or on another backend (fp32).
 
-    Raises ConfigError (one line) for a backend or precision the device lacks,
-    and for a precision other than fp32/auto on a backend other than torch.
+    backend "auto": :func:`streampose.export.backend_choice.resolve_backend` (torch
+    for a precision only torch runs). Raises ConfigError (one line) for a backend
+    or precision the device lacks, and for a precision other than fp32/auto on a
+    backend other than torch.
     """
+    from .backend_choice import resolve_backend
+
+    backend = resolve_backend(backend, model_name, device, torch_only=precision not in ("auto", "fp32"))
     if backend == "torch":
         from ..gpu.acceleration import network_in_precision
 
