@@ -49,6 +49,9 @@ examples:
   # models by name (see `streampose models`), COCO keypoint results, one annotated image
   streampose --source photo.jpg --det-model yolox_nano_416 --conf 0.4 --output out.png --output results.json
 
+  # measure which inference backend is fastest here for each model (backend = "auto" then follows it)
+  streampose backends --measure
+
   # a service: three cameras, a status page with live views and metrics on :8080,
   # results to MQTT and to hourly JSON-lines segments, cameras retried for ever
   run_stream.py --source rtsp://cam1/live --source rtsp://cam2/live --source rtsp://cam3/live \
