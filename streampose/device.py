@@ -5,6 +5,11 @@ from __future__ import annotations
 from .errors import ConfigError
 
 
+def device_type(device) -> str:
+    """``"cpu"``, ``"cuda"``, ...: the type of a torch.device or of a device name such as ``"cuda:1"``."""
+    return getattr(device, "type", str(device).split(":")[0])
+
+
 def resolve_device(name: str = "auto"):
     """``"auto"`` → CUDA when present, else CPU; ``"cpu"``, ``"cuda"``, ``"cuda:N"`` as given.
 
@@ -81,12 +86,12 @@ def resolve_precision(precision: str, device, bf16_default_on_cpu: bool = False)
     BENCHMARKS.md "CPU precision"), else fp32. Raises ConfigError for fp16
     on a CPU, and for bf16 on a CPU without native bf16 (AMX or AVX512-BF16).
     """
-    device_type = getattr(device, "type", str(device).split(":")[0])
+    kind = device_type(device)
     if precision == "auto":
-        return "bf16" if device_type == "cpu" and bf16_default_on_cpu and cpu_bf16_support() else "fp32"
-    if precision == "fp16" and device_type != "cuda":
+        return "bf16" if kind == "cpu" and bf16_default_on_cpu and cpu_bf16_support() else "fp32"
+    if precision == "fp16" and kind != "cuda":
         raise ConfigError("precision: fp16 needs a CUDA device; use bf16 (CPUs with AMX or AVX512-BF16) or fp32")
-    if precision == "bf16" and device_type == "cpu" and cpu_bf16_support() is None:
+    if precision == "bf16" and kind == "cpu" and cpu_bf16_support() is None:
         raise ConfigError("precision: bf16 needs a CPU with AMX or AVX512-BF16 (this one has neither, so it "
                           "would be emulated and slower); use fp32")
     return precision

@@ -87,3 +87,18 @@ def recipe_crowdpose_checkpoint(width: int) -> Path:
     path = Path(_TMP.name) / f"pose_higher_hrnet_w{width}_640_crowdpose.pth.tar"
     torch.save(fp16_release(to_torch(recipe_state_dict(crowdpose_layout(width)))), path)
     return path
+
+
+def one_person_frame(shared_dir: Path):
+    """A fresh Frame of ../shared/coco/000000000785.jpg with one person box as its detections."""
+    import cv2
+    import numpy as np
+
+    from streampose.records import Detections, Frame, FramePacket
+
+    image = cv2.imread(str(shared_dir / "coco" / "000000000785.jpg"))
+    h, w = image.shape[:2]
+    frame = Frame(FramePacket(0, "test", 0, None, image.shape, 0.0), image)
+    frame.packet.detections = Detections(np.array([[w * 0.2, h * 0.1, w * 0.6, h * 0.9]], np.float32),
+                                         np.array([0.9], np.float32), np.zeros(1, np.int64))
+    return frame

@@ -5,17 +5,15 @@ from __future__ import annotations
 
 import copy
 
-import cv2
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from hrnet_recipe import recipe_checkpoint
+from hrnet_recipe import one_person_frame, recipe_checkpoint
 from streampose.gpu.acceleration import default_fold_batchnorm, network_in_precision
 from streampose.gpu.batchnorm_folding import fold_batchnorm
 from streampose.models import registry
-from streampose.records import Detections, Frame, FramePacket
 from streampose.step import build_step
 
 
@@ -123,16 +121,12 @@ def test_folding_is_the_cpu_default_only():
 
 def test_topdown_step_folds_on_the_cpu_and_finds_the_same_keypoints(shared_dir):
     weights = str(recipe_checkpoint("pose_hrnet_w32_256x192"))
-    image = cv2.imread(str(shared_dir / "coco" / "000000000785.jpg"))
-    h, w = image.shape[:2]
-    boxes = Detections(np.array([[w * 0.2, h * 0.1, w * 0.6, h * 0.9]], np.float32), np.array([0.9], np.float32),
-                       np.zeros(1, np.int64))
+    frame = one_person_frame(shared_dir)
+    image, boxes = frame.image, frame.packet.detections
     step = build_step({"type": "topdown_pose", "weights": weights, "device": "cpu", "flip_test": False,
                        "precision": "fp32"})
     step.start()
     assert not any(isinstance(m, nn.BatchNorm2d) for m in step.estimator.model.network.modules())
-    frame = Frame(FramePacket(0, "test", 0, None, image.shape, 0.0), image)
-    frame.packet.detections = boxes
     step.process([frame])
     step.close()
     from streampose.topdown.estimator import TopDownEstimator

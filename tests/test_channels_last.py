@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import copy
 
-import cv2
 import numpy as np
 import pytest
 import torch
 
-from hrnet_recipe import recipe_checkpoint
+from hrnet_recipe import one_person_frame, recipe_checkpoint
 from streampose.gpu.acceleration import AcceleratedNetwork, default_channels_last, network_in_precision
 from streampose.models import registry
-from streampose.records import Detections, Frame, FramePacket
 from streampose.step import build_step
 
 
@@ -54,10 +52,6 @@ def test_channels_last_is_the_cpu_default_only():
 
 def test_topdown_step_runs_channels_last_on_the_cpu_by_default_with_the_same_keypoints(shared_dir):
     weights = str(recipe_checkpoint("pose_hrnet_w32_256x192"))
-    image = cv2.imread(str(shared_dir / "coco" / "000000000785.jpg"))
-    h, w = image.shape[:2]
-    boxes = Detections(np.array([[w * 0.2, h * 0.1, w * 0.6, h * 0.9]], np.float32), np.array([0.9], np.float32),
-                       np.zeros(1, np.int64))
     keypoints = {}
     for setting in (None, False):
         step = build_step({"type": "topdown_pose", "weights": weights, "device": "cpu", "flip_test": False,
@@ -67,8 +61,7 @@ def test_topdown_step_runs_channels_last_on_the_cpu_by_default_with_the_same_key
         assert isinstance(network, AcceleratedNetwork) == (setting is None)
         if setting is None:
             assert network.channels_last
-        frame = Frame(FramePacket(0, "test", 0, None, image.shape, 0.0), image)
-        frame.packet.detections = boxes
+        frame = one_person_frame(shared_dir)
         step.process([frame])
         keypoints[setting] = frame.packet.poses.keypoints
         step.close()

@@ -90,13 +90,13 @@ def read_table(path: Path | None = None) -> dict | None:
 
 def fastest_backend(model_name: str, device, path: Path | None = None) -> str:
     """The measured fastest backend for ``model_name`` on ``device`` here; torch without a table for this machine."""
+    from ..device import device_type
     from .backends import check_backend
 
     table = read_table(path)
-    device_type = getattr(device, "type", str(device).split(":")[0])
     if table is None or table["machine"] != machine_id():
         return "torch"
-    row = table["models"].get(model_name, {}).get(device_type)
+    row = table["models"].get(model_name, {}).get(device_type(device))
     backend = row.get("fastest") if isinstance(row, dict) else None
     if not backend or backend == "torch":
         return "torch"
@@ -167,13 +167,12 @@ def measure(probes: dict[str, Probe], device, *, families: list[str] | None = No
     what to time) and ``device`` type. UserError for a family not in ``probes``."""
     from ..models import registry
 
-    chosen = probes
-    unknown = sorted(set(families or []) - set(chosen))
+    unknown = sorted(set(families or []) - set(probes))
     if unknown:
-        raise UserError(f"unknown model family {', '.join(unknown)}; choose from {', '.join(chosen)}")
+        raise UserError(f"unknown model family {', '.join(unknown)}; choose from {', '.join(probes)}")
     backends = installed_backends(device)
     models: dict[str, dict] = {}
-    for family, probe in chosen.items():
+    for family, probe in probes.items():
         if families and family not in families:
             continue
         built = registry.build_random(probe.entry)

@@ -36,7 +36,9 @@ BACKEND_CHOICES = ("auto", *BACKENDS)
 
 def check_backend(backend: str, device) -> None:
     """ConfigError (one line) when ``backend`` cannot run on ``device`` here."""
-    device_type = getattr(device, "type", str(device).split(":")[0])
+    from ..device import device_type
+
+    kind = device_type(device)
     if backend not in BACKENDS:
         raise ConfigError(f"backend: {backend!r} is not one of {', '.join(BACKENDS)}")
     if backend == "torch":
@@ -47,9 +49,9 @@ def check_backend(backend: str, device) -> None:
     if importlib.util.find_spec(module) is None:
         hint = "pip install 'streampose[export]'" if backend != "tensorrt" else "install NVIDIA TensorRT"
         raise ConfigError(f"backend: {backend} is not installed here ({hint}), or use backend = \"torch\"")
-    if backend == "tensorrt" and device_type != "cuda":
+    if backend == "tensorrt" and kind != "cuda":
         raise ConfigError("backend: tensorrt needs a CUDA device; use onnxruntime or openvino on the CPU")
-    if backend in ("onnxruntime", "openvino") and device_type != "cpu":
+    if backend in ("onnxruntime", "openvino") and kind != "cpu":
         raise ConfigError(f"backend: {backend} runs on the CPU here; set device = \"cpu\" or use torch / tensorrt")
 
 

@@ -93,7 +93,9 @@ def default_channels_last(device) -> bool:
     "Channels-last on the CPU", ``scripts/bench_channels_last.py``). On CUDA it is
     not measured, so the NCHW default stays.
     """
-    return getattr(device, "type", str(device).split(":")[0]) == "cpu"
+    from ..device import device_type
+
+    return device_type(device) == "cpu"
 
 
 def default_fold_batchnorm(device) -> bool:
@@ -103,7 +105,9 @@ def default_fold_batchnorm(device) -> bool:
     about 10 % faster, BENCHMARKS.md "Batch norm folding"). On CUDA it is not
     measured, so the networks run as loaded.
     """
-    return getattr(device, "type", str(device).split(":")[0]) == "cpu"
+    from ..device import device_type
+
+    return device_type(device) == "cpu"
 
 
 def network_in_precision(network, precision: str, device, bf16_default_on_cpu: bool = False,

@@ -78,8 +78,9 @@ DEFAULT_MAX_BATCH_ELSEWHERE = 64
 
 def default_max_batch(device) -> int:
     """Crops per forward for a model on ``device`` (a torch.device or a name) when the step does not say."""
-    kind = getattr(device, "type", str(device).split(":")[0])
-    return DEFAULT_MAX_BATCH.get(kind, DEFAULT_MAX_BATCH_ELSEWHERE)
+    from ..device import device_type
+
+    return DEFAULT_MAX_BATCH.get(device_type(device), DEFAULT_MAX_BATCH_ELSEWHERE)
 
 
 class TopDownEstimator:
